@@ -1,0 +1,183 @@
+"""Plain NumPy statements of PRISM.md and the loss formulas, loops and all.
+
+The tests compare the TensorFlow code with these, so they are written for
+obviousness, not speed.
+"""
+
+import math
+
+import numpy as np
+
+
+class RingBuffer:
+    """The memory bank, one row at a time."""
+
+    def __init__(self, size, dim, num_classes):
+        self.embeddings = np.zeros((size, dim), np.float64)
+        self.labels = np.full(size, -1)
+        self.position = 0
+        self.num_classes = num_classes
+
+    def enqueue(self, embeddings, labels, mask=None):
+        for i, (row, label) in enumerate(zip(embeddings, labels)):
+            if mask is None or mask[i]:
+                self.embeddings[self.position] = row
+                self.labels[self.position] = label
+                self.position = (self.position + 1) % len(self.labels)
+
+    def class_counts(self):
+        return np.array([(self.labels == k).sum() for k in range(self.num_classes)])
+
+    def class_centers(self):
+        centers = np.zeros((self.num_classes, self.embeddings.shape[1]))
+        for k in range(self.num_classes):
+            if (self.labels == k).any():
+                centers[k] = self.embeddings[self.labels == k].mean(axis=0)
+        return centers
+
+
+def clean_probability(z, labels, buffer, temperature=1.0):
+    """Softmax over the classes present in memory of w_k . z, at the own label."""
+    centers, counts = buffer.class_centers(), buffer.class_counts()
+    present = [k for k in range(buffer.num_classes) if counts[k] > 0]
+    p = np.ones(len(z))
+    for i, (zi, yi) in enumerate(zip(z, labels)):
+        if counts[yi] == 0:
+            continue
+        logits = {k: centers[k] @ zi / temperature for k in present}
+        p[i] = math.exp(logits[yi]) / sum(math.exp(v) for v in logits.values())
+    return p
+
+
+class SmoothTopR:
+    """PRISM.md's selection rule with its window, step by step."""
+
+    def __init__(self, noise_rate, window_size):
+        self.noise_rate, self.window_size = noise_rate, window_size
+        self.window = []
+
+    def select(self, p):
+        n = len(p)
+        r = math.floor(self.noise_rate * n)
+        if r == 0:
+            return np.ones(n, bool), 0.0
+        order = np.argsort(np.where(np.isnan(p), -np.inf, p), kind="stable")
+        q = p[order[r - 1]]
+        if np.isfinite(q) and q < 1:
+            self.window = (self.window + [q])[-self.window_size:]
+        top_r = np.ones(n, bool)
+        top_r[order[:r]] = False
+        if not self.window:
+            return top_r, q
+        threshold = np.mean(self.window)
+        keep = p > threshold
+        if not keep.any():
+            self.window = self.window[-1:]
+            return top_r, q
+        return keep, threshold
+
+
+def _pairs(labels, embeddings, ref_embeddings=None, ref_labels=None):
+    """Yields (i, j, same_label, anchor, reference) over all valid pairs."""
+    self_reference = ref_embeddings is None
+    if self_reference:
+        ref_embeddings, ref_labels = embeddings, labels
+    for i in range(len(labels)):
+        for j in range(len(ref_labels)):
+            if self_reference and i == j:
+                continue
+            yield i, j, labels[i] == ref_labels[j], embeddings[i], ref_embeddings[j]
+
+
+def _l2(a, b):
+    return float(np.linalg.norm(a - b))
+
+
+def _cos(a, b):
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def distance(a, b, metric):
+    if metric == "L2":
+        return _l2(a, b)
+    if metric == "squared-L2":
+        return _l2(a, b) ** 2
+    return max(1.0 - _cos(a, b), 0.0)
+
+
+def memory_contrastive(labels, embeddings, ref_embeddings=None, ref_labels=None,
+                       margin=0.5):
+    total = 0.0
+    for _, _, same, a, b in _pairs(labels, embeddings, ref_embeddings, ref_labels):
+        s = _cos(a, b)
+        if same and s < 1 - 1e-5:
+            total += 1 - s
+        elif not same and s > margin:
+            total += s
+    return total / len(labels)
+
+
+def contrastive(labels, embeddings, margin=1.0):
+    values = [_l2(a, b) ** 2 if same else max(margin - _l2(a, b), 0) ** 2
+              for _, _, same, a, b in _pairs(labels, embeddings)]
+    return float(np.mean(values))
+
+
+def _distance_rows(labels, embeddings, metric):
+    n = len(labels)
+    d = np.array([[distance(embeddings[i], embeddings[j], metric) for j in range(n)]
+                  for i in range(n)])
+    return n, d
+
+
+def triplet_semihard(labels, embeddings, margin=1.0, metric="L2"):
+    n, d = _distance_rows(labels, embeddings, metric)
+    losses = []
+    for a in range(n):
+        negatives = [d[a, k] for k in range(n) if labels[k] != labels[a]]
+        for p in range(n):
+            if p == a or labels[p] != labels[a]:
+                continue
+            farther = [x for x in negatives if x > d[a, p]]
+            negative = min(farther) if farther else max(negatives, default=0.0)
+            losses.append(max(margin + d[a, p] - negative, 0.0))
+    return float(np.mean(losses))
+
+
+def triplet_hard(labels, embeddings, margin=1.0, soft=False, metric="L2"):
+    n, d = _distance_rows(labels, embeddings, metric)
+    losses = []
+    for a in range(n):
+        positives = [d[a, k] for k in range(n) if k != a and labels[k] == labels[a]]
+        negatives = [d[a, k] for k in range(n) if labels[k] != labels[a]]
+        hp = max(positives, default=0.0)
+        hn = min(negatives) if negatives else max(d[a])
+        losses.append(math.log1p(math.exp(hp - hn)) if soft else max(hp - hn + margin, 0))
+    return float(np.mean(losses))
+
+
+def lifted_struct(labels, embeddings, margin=1.0):
+    n, d = _distance_rows(labels, embeddings, "L2")
+    terms = []
+    for i in range(n):
+        for j in range(n):
+            if i == j or labels[i] != labels[j]:
+                continue
+            total = sum(math.exp(margin - d[i, k]) for k in range(n) if labels[k] != labels[i])
+            total += sum(math.exp(margin - d[l, j]) for l in range(n) if labels[l] != labels[j])
+            jij = math.log(total) + d[i, j]
+            terms.append(max(jij, 0.0) ** 2)
+    return 0.5 * float(np.mean(terms))
+
+
+def multi_similarity(labels, embeddings, ref_embeddings=None, ref_labels=None,
+                     alpha=2.0, beta=50.0, base=0.5):
+    positive = np.zeros(len(labels))
+    negative = np.zeros(len(labels))
+    for i, _, same, a, b in _pairs(labels, embeddings, ref_embeddings, ref_labels):
+        s = _cos(a, b)
+        if same:
+            positive[i] += math.exp(-alpha * (s - base))
+        else:
+            negative[i] += math.exp(beta * (s - base))
+    return float(np.mean(np.log1p(positive) / alpha + np.log1p(negative) / beta))
