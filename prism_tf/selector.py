@@ -1,0 +1,173 @@
+"""PRISM's clean-sample selection: clean probability and smooth top-R."""
+
+from typing import Tuple
+
+import keras
+import tensorflow as tf
+
+from prism_tf import compat
+from prism_tf.memory_bank import MemoryBank, check_labels
+
+SCORINGS = ("centers", "full")
+
+
+@compat.register_serializable(package="prism_tf")
+class PrismSelector(keras.layers.Layer):
+    """Scores a batch against the memory and keeps the samples that look clean.
+
+    `clean_probability` gives, for each sample, the softmax over the classes
+    present in memory of `w_k . z / temperature`, read at the sample's own
+    label, where `w_k` is the (not re-normalised) mean memory embedding of
+    class k. The sum runs over the classes present in memory, as in the paper
+    (the authors' code also counts empty classes, each as exp(0)). A sample
+    whose class has no memory row yet gets probability 1.
+
+    `select` applies the smooth top-R rule (sTRM) with r = floor(noise_rate *
+    batch): the r-th lowest probability joins a window of the last
+    `window_size` such values (only if finite and < 1); samples above the
+    window mean are kept. With an empty window, or when nothing passes, the r
+    lowest are dropped (plain top-R, by rank) and, in the second case, the
+    window is cut to its newest value. The window is layer state, saved with
+    the model.
+
+    Args:
+      noise_rate: expected share of wrong labels R, in [0, 1).
+      window_size: number of past thresholds averaged (tau).
+      temperature: divides the logits.
+      scoring: "centers" (PRISM's accelerated form, one [B, C] matmul) or
+        "full" (average similarity to every memory row of the class, one
+        [B, K] matmul; the same numbers, for comparison).
+
+    Example:
+
+    >>> bank = MemoryBank(size=8, dim=2, num_classes=2)
+    >>> bank.enqueue([[1., 0.], [0., 1.]], [0, 1])
+    >>> selector = PrismSelector(noise_rate=0.5, window_size=5)
+    >>> keep, p_clean = selector([[1., 0.], [1., 0.]], [0, 1], bank)
+    >>> keep.numpy().tolist()
+    [True, False]
+    """
+
+    def __init__(self, noise_rate: float, window_size: int = 30,
+                 temperature: float = 1.0, scoring: str = "centers", **kwargs):
+        if not 0.0 <= noise_rate < 1.0:
+            raise ValueError(
+                f"PrismSelector: noise_rate must be in [0, 1); got {noise_rate!r}")
+        if not isinstance(window_size, int) or window_size < 1:
+            raise ValueError(
+                f"PrismSelector: window_size must be a positive integer; "
+                f"got {window_size!r}")
+        if not temperature > 0:
+            raise ValueError(
+                f"PrismSelector: temperature must be > 0; got {temperature!r}")
+        if scoring not in SCORINGS:
+            raise ValueError(
+                f"PrismSelector: scoring must be one of {SCORINGS}; got {scoring!r}")
+        kwargs.setdefault("dtype", "float32")
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
+        self.noise_rate = float(noise_rate)
+        self.window_size = window_size
+        self.temperature = float(temperature)
+        self.scoring = scoring
+        # Newest threshold last; only the last `window_count` entries count.
+        self._window = self.add_weight(
+            name="window", shape=(window_size,), initializer="zeros",
+            trainable=False)
+        self._window_count = self.add_weight(
+            name="window_count", shape=(), dtype="int32", initializer="zeros",
+            trainable=False)
+        self.built = True
+
+    @property
+    def window(self) -> tf.Variable:
+        """Past thresholds q, newest last [window_size]."""
+        return compat.tf_variable(self._window)
+
+    @property
+    def window_count(self) -> tf.Variable:
+        """How many of the newest window entries are in use."""
+        return compat.tf_variable(self._window_count)
+
+    # Not `call`: Keras 3 layers take only tensors as positional arguments,
+    # and the selector needs the bank. Nothing here needs Layer.__call__.
+    def __call__(self, embeddings, labels, bank: MemoryBank) -> Tuple[tf.Tensor, tf.Tensor]:
+        """Returns (keep bool [B], p_clean float32 [B]) and advances the window."""
+        p_clean = self.clean_probability(embeddings, labels, bank)
+        keep, _ = self.select(p_clean)
+        return keep, p_clean
+
+    def clean_probability(self, embeddings, labels, bank: MemoryBank) -> tf.Tensor:
+        """P(label is clean) for each sample [B], from the memory as it is now."""
+        labels = check_labels(labels, bank.num_classes, "PrismSelector")
+        embeddings = tf.cast(tf.convert_to_tensor(embeddings), tf.float32)
+        if self.scoring == "centers":
+            centers, counts = bank.class_centers()
+            similarity = tf.matmul(embeddings, centers, transpose_b=True)
+        else:
+            counts = tf.convert_to_tensor(bank.class_counts)
+            row_similarity = tf.matmul(embeddings, bank.embeddings, transpose_b=True)
+            # Empty slots (label -1) go to an extra segment that is dropped.
+            segments = tf.where(bank.labels >= 0, bank.labels, bank.num_classes)
+            class_sums = tf.math.unsorted_segment_sum(
+                tf.transpose(row_similarity), segments, bank.num_classes + 1)
+            similarity = tf.transpose(class_sums[:-1]) / tf.cast(
+                tf.maximum(counts, 1), tf.float32)
+        logits = similarity / self.temperature
+        present = counts > 0
+        log_normalizer = tf.reduce_logsumexp(
+            tf.where(present[None, :], logits, -float("inf")), axis=1)
+        own_logit = tf.gather(logits, labels, batch_dims=1)
+        p_clean = tf.exp(own_logit - log_normalizer)
+        return tf.where(tf.gather(present, labels), p_clean, 1.0)
+
+    def select(self, p_clean) -> Tuple[tf.Tensor, tf.Tensor]:
+        """Smooth top-R on one batch; advances the window state.
+
+        Returns:
+          keep: bool [B].
+          threshold: the window mean used, or q when plain top-R decided, or
+            0 when r = 0 (nothing is removed).
+        """
+        p_clean = tf.reshape(tf.cast(p_clean, tf.float32), [-1])
+        batch = tf.size(p_clean)
+        num_removed = tf.cast(
+            tf.floor(self.noise_rate * tf.cast(batch, tf.float32)), tf.int32)
+        if self.noise_rate == 0.0:
+            return tf.ones_like(p_clean, tf.bool), tf.constant(0.0)
+
+        # Plain top-R by rank, so ties (e.g. all P = 1) still drop exactly r.
+        # NaN (a broken embedding) ranks lowest, so it goes first.
+        order = tf.argsort(
+            tf.where(tf.math.is_nan(p_clean), -float("inf"), p_clean), stable=True)
+        rank_kept = tf.cast(tf.range(batch) >= num_removed, tf.int32)
+        top_r_keep = tf.scatter_nd(order[:, None], rank_kept, [batch]) > 0
+        q = tf.gather(p_clean, order)[tf.maximum(num_removed - 1, 0)]
+
+        active = num_removed > 0
+        appended = tf.logical_and(
+            active, tf.logical_and(tf.math.is_finite(q), q < 1.0))
+        window = tf.where(appended, tf.concat([self.window[1:], [q]], 0), self.window)
+        count = tf.where(
+            appended, tf.minimum(self.window_count + 1, self.window_size),
+            self.window_count)
+        in_use = tf.range(self.window_size) >= self.window_size - count
+        mean = tf.math.divide_no_nan(
+            tf.reduce_sum(tf.where(in_use, window, 0.0)), tf.cast(count, tf.float32))
+        above = p_clean > mean
+        use_window = tf.logical_and(count > 0, tf.reduce_any(above))
+        fallback = tf.logical_and(
+            active, tf.logical_and(count > 0, tf.logical_not(use_window)))
+
+        keep = tf.where(use_window, above, top_r_keep)
+        keep = tf.logical_or(keep, tf.logical_not(active))
+        threshold = tf.where(active, tf.where(use_window, mean, q), 0.0)
+        self.window.assign(window)
+        self.window_count.assign(tf.where(fallback, 1, count))
+        return keep, threshold
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(noise_rate=self.noise_rate, window_size=self.window_size,
+                      temperature=self.temperature, scoring=self.scoring)
+        return config
