@@ -1,0 +1,1 @@
+"""absl-flag pipelines of prism-tf."""

@@ -1,0 +1,8 @@
+"""prism-tf: noise-resistant deep metric learning (PRISM) for Keras."""
+
+from prism_tf import losses
+from prism_tf.memory_bank import MemoryBank
+from prism_tf.model import PrismModel
+from prism_tf.selector import PrismSelector
+
+__version__ = "0.1.0"

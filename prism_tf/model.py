@@ -1,0 +1,201 @@
+"""PrismModel: a Keras model whose `train_step` trains on the clean-looking samples."""
+
+from typing import Callable, Optional, Union
+
+import keras
+import tensorflow as tf
+
+from prism_tf import compat
+from prism_tf.losses import MemoryContrastiveLoss, MetricLoss
+from prism_tf.memory_bank import MemoryBank
+from prism_tf.selector import PrismSelector
+
+LossLike = Union[MetricLoss, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]]
+
+_TRACKED = ("loss", "batch_loss", "memory_loss", "kept_fraction", "threshold",
+            "kept_purity", "noise_recall")
+
+
+@compat.register_serializable(package="prism_tf")
+class PrismModel(keras.Model):
+    """Wraps an encoder; trains it with PRISM's noise-resistant step.
+
+    `model(x)` returns L2-normalised embeddings. One training step, in the
+    authors' order:
+
+    1. z = normalise(encoder(x)).
+    2. Clean probabilities and the keep mask from the memory as it was.
+    3. Memory loss between z and the memory, removed samples' rows zeroed,
+       divided by the batch size.
+    4. Batch loss on the kept samples only.
+    5. loss = batch_loss + memory_weight * memory_loss; one gradient step.
+    6. The kept samples' pre-step embeddings go into the memory.
+
+    Before `memory_start_step` (counted in optimizer steps) the memory is
+    neither used nor filled and every sample is kept. With
+    `enable_selection=False` every sample is always kept: the XBM baseline.
+
+    The dataset yields (images, labels) or (images, labels, is_noisy); with
+    the ground-truth noise flag the step also reports `kept_purity` (share
+    of kept samples whose label is right) and `noise_recall` (share of wrong
+    labels removed).
+
+    Args:
+      encoder: any Keras model or layer mapping inputs to [B, D] features.
+      memory_bank: a `MemoryBank` with `dim` = D.
+      selector: a `PrismSelector`; required when `enable_selection`.
+      batch_loss: a `MetricLoss` (masked, works under XLA) or any callable
+        (labels, embeddings) -> scalar such as a TFA loss (given the kept
+        rows by boolean masking, so not under `jit_compile`). Default MCL.
+      memory_loss: a `MetricLoss` taking a reference set. Default MCL.
+      memory_weight: weight of the memory loss (0: the memory only scores).
+      memory_start_step: optimizer step at which the memory starts.
+      enable_selection: whether PRISM removes samples.
+
+    Example:
+
+    >>> encoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> model = PrismModel(encoder, MemoryBank(size=32, dim=3, num_classes=2),
+    ...                    PrismSelector(noise_rate=0.25))
+    >>> model.compile(optimizer="adam")
+    >>> data = tf.data.Dataset.from_tensor_slices(
+    ...     (tf.random.normal([16, 4]), tf.range(16) % 2)).batch(8)
+    >>> history = model.fit(data, epochs=1, verbose=0)
+    >>> sorted(history.history)[:3]
+    ['batch_loss', 'kept_fraction', 'loss']
+    """
+
+    def __init__(self, encoder: keras.layers.Layer, memory_bank: MemoryBank,
+                 selector: Optional[PrismSelector] = None,
+                 batch_loss: Optional[LossLike] = None,
+                 memory_loss: Optional[MetricLoss] = None,
+                 memory_weight: float = 1.0, memory_start_step: int = 0,
+                 enable_selection: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        if enable_selection and selector is None:
+            raise ValueError("PrismModel: enable_selection=True needs a selector")
+        if not isinstance(memory_start_step, int) or memory_start_step < 0:
+            raise ValueError(
+                f"PrismModel: memory_start_step must be an integer >= 0; "
+                f"got {memory_start_step!r}")
+        self.encoder = encoder
+        self.memory_bank = memory_bank
+        self.selector = selector
+        self.batch_loss = batch_loss if batch_loss is not None else MemoryContrastiveLoss()
+        self.memory_loss = memory_loss if memory_loss is not None else MemoryContrastiveLoss()
+        self.memory_weight = float(memory_weight)
+        self.memory_start_step = memory_start_step
+        self.enable_selection = bool(enable_selection)
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in _TRACKED}
+
+    @property
+    def metrics(self) -> list:
+        return list(self._trackers.values())
+
+    def call(self, inputs, training=False) -> tf.Tensor:
+        features = tf.cast(self.encoder(inputs, training=training), tf.float32)
+        return tf.math.l2_normalize(features, axis=-1)
+
+    def train_step(self, data) -> dict:
+        inputs, labels, is_noisy = _unpack(data)
+        batch = tf.cast(tf.size(labels), tf.float32)
+        memory_on = self.optimizer.iterations >= self.memory_start_step
+        with tf.GradientTape() as tape:
+            z = self(inputs, training=True)
+            keep, threshold = self._select(tf.stop_gradient(z), labels, memory_on)
+            weight = tf.cast(keep, tf.float32)
+            num_kept = tf.reduce_sum(weight)
+            batch_loss = self._batch_loss(labels, z, keep)
+            memory_loss = tf.cond(
+                memory_on,
+                # The loss averages over kept anchors; PRISM divides by the batch.
+                lambda: self.memory_loss(
+                    labels, z, sample_weight=weight,
+                    ref_embeddings=self.memory_bank.embeddings,
+                    ref_labels=self.memory_bank.labels,
+                    ref_weight=self.memory_bank.labels >= 0) * num_kept / batch,
+                lambda: tf.constant(0.0))
+            loss = batch_loss + self.memory_weight * memory_loss
+            if self.losses:
+                loss += tf.add_n(self.losses)
+        gradients = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        self.memory_bank.enqueue(
+            tf.stop_gradient(z), labels, mask=tf.logical_and(keep, memory_on))
+
+        values = {"loss": loss, "batch_loss": batch_loss, "memory_loss": memory_loss,
+                  "kept_fraction": num_kept / batch}
+        if self.enable_selection:
+            values["threshold"] = threshold
+        for name, value in values.items():
+            self._trackers[name].update_state(value)
+        reported = list(values)
+        if is_noisy is not None:
+            is_noisy = tf.reshape(tf.cast(is_noisy, tf.bool), [-1])
+            clean_kept = tf.reduce_sum(tf.cast(keep & ~is_noisy, tf.float32))
+            noisy = tf.reduce_sum(tf.cast(is_noisy, tf.float32))
+            noisy_removed = tf.reduce_sum(tf.cast(~keep & is_noisy, tf.float32))
+            # Weighted by their denominators, the means are pooled ratios.
+            self._trackers["kept_purity"].update_state(
+                tf.math.divide_no_nan(clean_kept, num_kept), sample_weight=num_kept)
+            self._trackers["noise_recall"].update_state(
+                tf.math.divide_no_nan(noisy_removed, noisy), sample_weight=noisy)
+            reported += ["kept_purity", "noise_recall"]
+        logs = {name: self._trackers[name].result() for name in reported}
+        logs["memory_fill"] = self.memory_bank.fill_fraction()
+        return logs
+
+    def test_step(self, data) -> dict:
+        inputs, labels, _ = _unpack(data)
+        z = self(inputs, training=False)
+        self._trackers["loss"].update_state(self.batch_loss(labels, z))
+        return {"loss": self._trackers["loss"].result()}
+
+    def _select(self, z: tf.Tensor, labels: tf.Tensor, memory_on: tf.Tensor):
+        """Keep mask [B] and threshold; keeps all while the memory is off."""
+        keep_all = tf.ones_like(labels, tf.bool)
+        if not self.enable_selection:
+            return keep_all, tf.constant(0.0)
+
+        def select():
+            p_clean = self.selector.clean_probability(z, labels, self.memory_bank)
+            return self.selector.select(p_clean)
+
+        return tf.cond(memory_on, select, lambda: (keep_all, tf.constant(0.0)))
+
+    def _batch_loss(self, labels: tf.Tensor, z: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
+        if isinstance(self.batch_loss, MetricLoss):
+            return self.batch_loss(labels, z, sample_weight=tf.cast(keep, tf.float32))
+        return self.batch_loss(tf.boolean_mask(labels, keep), tf.boolean_mask(z, keep))
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "encoder": compat.serialize(self.encoder),
+            "memory_bank": compat.serialize(self.memory_bank),
+            "selector": compat.serialize(self.selector) if self.selector else None,
+            "batch_loss": compat.serialize(self.batch_loss),
+            "memory_loss": compat.serialize(self.memory_loss),
+            "memory_weight": self.memory_weight,
+            "memory_start_step": self.memory_start_step,
+            "enable_selection": self.enable_selection,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> "PrismModel":
+        config = dict(config)
+        for key in ("encoder", "memory_bank", "selector", "batch_loss", "memory_loss"):
+            if config.get(key) is not None:
+                config[key] = compat.deserialize(config[key])
+        return cls(**config)
+
+
+def _unpack(data):
+    """(inputs, labels int32 [B], is_noisy or None) from a dataset element."""
+    if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+        raise ValueError(
+            "PrismModel: the dataset must yield (inputs, labels) or "
+            f"(inputs, labels, is_noisy); got {type(data).__name__} "
+            f"of length {len(data) if isinstance(data, (tuple, list)) else 1}")
+    labels = tf.reshape(tf.cast(data[1], tf.int32), [-1])
+    return data[0], labels, data[2] if len(data) == 3 else None

@@ -1,0 +1,190 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipelines.demo import noisy_clusters as _noisy_clusters
+from pipelines.demo import run as run_demo
+from prism_tf import MemoryBank, PrismModel, PrismSelector, losses
+from tests import numpy_reference as ref
+
+DIM, CLASSES = 8, 6
+
+
+def _encoder(input_dim=12):
+    return keras.Sequential([keras.Input((input_dim,)), keras.layers.Dense(DIM)])
+
+
+def _model(memory_size=64, noise_rate=0.5, **kwargs):
+    return PrismModel(_encoder(), MemoryBank(memory_size, DIM, CLASSES),
+                      PrismSelector(noise_rate, window_size=4), **kwargs)
+
+
+def _dataset(*arrays, batch=32):
+    return tf.data.Dataset.from_tensor_slices(arrays).batch(batch, drop_remainder=True)
+
+
+def _bank_state(model):
+    bank = model.memory_bank
+    return [v.numpy().copy() for v in (bank.embeddings, bank.labels, bank.position,
+                                        bank.class_sums, bank.class_counts)]
+
+
+def test_one_step_follows_prism_order_exactly():
+    rng = np.random.default_rng(0)
+    model = _model(memory_size=24)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))  # weights stay, loss is checkable
+    memory = rng.normal(size=(20, DIM)).astype("float32")
+    memory /= np.linalg.norm(memory, axis=1, keepdims=True)
+    memory_labels = rng.integers(0, CLASSES, 20)
+    model.memory_bank.enqueue(memory, memory_labels)
+    buffer = ref.RingBuffer(24, DIM, CLASSES)
+    buffer.enqueue(memory, memory_labels)
+
+    x = rng.normal(size=(16, 12)).astype("float32")
+    labels = rng.integers(0, CLASSES, 16)
+    z = model.predict(x, verbose=0)
+    keep, threshold = ref.SmoothTopR(0.5, 4).select(ref.clean_probability(z, labels, buffer))
+    batch_loss = ref.memory_contrastive(labels[keep], z[keep])
+    valid = buffer.labels >= 0
+    memory_loss = ref.memory_contrastive(
+        labels[keep], z[keep], buffer.embeddings[valid], buffer.labels[valid]) * keep.sum() / 16
+
+    logs = model.train_on_batch(x, labels, return_dict=True)
+    assert logs["kept_fraction"] == pytest.approx(keep.mean())
+    assert logs["threshold"] == pytest.approx(threshold, rel=1e-5)
+    assert logs["batch_loss"] == pytest.approx(batch_loss, rel=1e-4)
+    assert logs["memory_loss"] == pytest.approx(memory_loss, rel=1e-4)
+    assert logs["loss"] == pytest.approx(batch_loss + memory_loss, rel=1e-4)
+    buffer.enqueue(z, labels, keep)  # only the kept rows, after the step
+    np.testing.assert_array_equal(model.memory_bank.labels.numpy(), buffer.labels)
+    np.testing.assert_allclose(model.memory_bank.embeddings.numpy(), buffer.embeddings, atol=1e-5)
+
+
+def test_fifty_percent_symmetric_noise_is_mostly_removed():
+    x, labels, is_noisy = _noisy_clusters(n=2048)
+    model = PrismModel(_encoder(), MemoryBank(512, DIM, 10), PrismSelector(0.5, window_size=10))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    data = _dataset(x, labels, is_noisy, batch=64).repeat()
+    history = model.fit(data, steps_per_epoch=30, epochs=2, verbose=0).history
+    assert history["kept_purity"][-1] > 0.8, history
+    assert history["noise_recall"][-1] > 0.8, history
+    assert history["memory_fill"][-1] == 1.0
+
+
+def test_xla_and_plain_graph_train_identically():
+    x, labels, _ = _noisy_clusters(n=320)
+    results = []
+    for jit_compile in (False, True):
+        keras.utils.set_random_seed(7)
+        model = _model(memory_size=96, batch_loss=losses.TripletSemiHardLoss())
+        model.compile(optimizer=keras.optimizers.SGD(0.05), jit_compile=jit_compile)
+        logs = model.fit(_dataset(x, labels % CLASSES), epochs=1, verbose=0).history
+        results.append((logs, _bank_state(model), model.get_weights()))
+    (logs_a, bank_a, weights_a), (logs_b, bank_b, weights_b) = results
+    for key in logs_a:
+        assert logs_a[key][0] == pytest.approx(logs_b[key][0], rel=1e-4, abs=1e-6), key
+    for a, b in zip(bank_a + weights_a, bank_b + weights_b):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_memory_is_off_before_memory_start_step():
+    x, labels, _ = _noisy_clusters(n=256)
+    model = _model(memory_start_step=4)
+    model.compile(optimizer="adam")
+    data = _dataset(x, labels % CLASSES)
+    logs = model.fit(data.take(4), epochs=1, verbose=0).history
+    assert logs["kept_fraction"] == [1.0] and logs["memory_loss"] == [0.0]
+    assert logs["memory_fill"] == [0.0]
+    logs = model.fit(data.skip(4), epochs=1, verbose=0).history
+    assert logs["kept_fraction"][0] < 1.0 and logs["memory_fill"][0] > 0.0
+
+
+def test_selection_off_is_the_plain_memory_baseline():
+    x, labels, is_noisy = _noisy_clusters(n=256)
+    model = PrismModel(_encoder(), MemoryBank(64, DIM, 10), enable_selection=False)
+    model.compile(optimizer="adam")
+    logs = model.fit(_dataset(x, labels, is_noisy), epochs=1, verbose=0).history
+    assert logs["kept_fraction"] == [1.0] and logs["noise_recall"] == [0.0]
+    assert logs["memory_fill"] == [1.0] and "threshold" not in logs
+    assert logs["kept_purity"][0] == pytest.approx(1 - is_noisy.mean(), abs=0.05)
+
+
+def test_evaluate_and_predict_never_touch_the_memory():
+    x, labels, _ = _noisy_clusters(n=128)
+    model = _model()
+    model.compile(optimizer="adam")
+    model.fit(_dataset(x, labels % CLASSES), epochs=1, verbose=0)
+    before = _bank_state(model) + [model.selector.window.numpy()]
+    result = model.evaluate(_dataset(x, labels % CLASSES), verbose=0, return_dict=True)
+    embeddings = model.predict(x, verbose=0)
+    assert np.isfinite(result["loss"])
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
+    for a, b in zip(before, _bank_state(model) + [model.selector.window.numpy()]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_any_callable_batch_loss_gets_the_kept_rows():
+    seen = []
+
+    def batch_loss(labels, embeddings):
+        seen.append(int(tf.shape(labels)[0]))
+        return tf.reduce_mean(tf.reduce_sum(embeddings, axis=1))
+
+    x, labels, _ = _noisy_clusters(n=64)
+    model = _model(batch_loss=batch_loss)
+    model.compile(optimizer="adam", run_eagerly=True)
+    model.fit(_dataset(x, labels % CLASSES), epochs=1, verbose=0)
+    assert seen == [16, 16]  # half of each batch of 32
+
+
+def test_keras_file_round_trip_keeps_memory_window_and_optimizer(tmp_path):
+    x, labels, _ = _noisy_clusters(n=256)
+    data = _dataset(x, labels % CLASSES)
+    model = _model(memory_weight=0.5, memory_start_step=2)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit(data, epochs=1, verbose=0)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    assert isinstance(loaded, PrismModel)
+    assert (loaded.memory_weight, loaded.memory_start_step) == (0.5, 2)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    for a, b in zip(_bank_state(model), _bank_state(loaded)):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.selector.window.numpy().tolist() == model.selector.window.numpy().tolist()
+    assert int(loaded.optimizer.iterations.numpy()) == 8
+    # Both continue the same way from the same state.
+    next_a = model.fit(data.take(2), epochs=1, verbose=0).history["loss"]
+    next_b = loaded.fit(data.take(2), epochs=1, verbose=0).history["loss"]
+    assert next_a == pytest.approx(next_b, rel=1e-5)
+
+
+def test_checkpoint_holds_encoder_memory_and_window(tmp_path):
+    x, labels, _ = _noisy_clusters(n=128)
+    model = _model()
+    model.compile(optimizer="adam")
+    model.fit(_dataset(x, labels % CLASSES), epochs=1, verbose=0)
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    fresh = _model()
+    tf.train.Checkpoint(model=fresh).restore(path).expect_partial()
+    for a, b in zip(_bank_state(model), _bank_state(fresh)):
+        np.testing.assert_array_equal(a, b)
+    assert int(fresh.selector.window_count.numpy()) == int(model.selector.window_count.numpy())
+    np.testing.assert_allclose(fresh.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_bad_construction_and_data_are_explained():
+    with pytest.raises(ValueError, match="needs a selector"):
+        PrismModel(_encoder(), MemoryBank(8, DIM, CLASSES))
+    with pytest.raises(ValueError, match="memory_start_step must be"):
+        _model(memory_start_step=-1)
+    model = _model()
+    model.compile(optimizer="adam")
+    x = np.zeros((8, 12), "float32")
+    with pytest.raises(ValueError, match=r"must yield \(inputs, labels\)"):
+        model.fit(tf.data.Dataset.from_tensor_slices(x).batch(4), epochs=1, verbose=0)
+
+
+def test_demo_reports_purity_above_chance():
+    logs = run_demo(noise_rate=0.5, steps=60, seed=1)
+    assert logs["kept_purity"] > 0.7 and logs["noise_recall"] > 0.7
