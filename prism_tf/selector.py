@@ -101,18 +101,19 @@ class PrismSelector(keras.layers.Layer):
         """P(label is clean) for each sample [B], from the memory as it is now."""
         labels = check_labels(labels, bank.num_classes, "PrismSelector")
         embeddings = tf.cast(tf.convert_to_tensor(embeddings), tf.float32)
+        counts = tf.convert_to_tensor(bank.class_counts)
+        # Sum of similarities to each class's rows; divided by the counts this
+        # is w_k . z. "centers" gets it from the class sums, [B, C] work after
+        # one matmul, without materialising the [C, D] centres.
         if self.scoring == "centers":
-            centers, counts = bank.class_centers()
-            similarity = tf.matmul(embeddings, centers, transpose_b=True)
+            class_similarity = tf.matmul(embeddings, bank.class_sums, transpose_b=True)
         else:
-            counts = tf.convert_to_tensor(bank.class_counts)
             row_similarity = tf.matmul(embeddings, bank.embeddings, transpose_b=True)
             # Empty slots (label -1) go to an extra segment that is dropped.
             segments = tf.where(bank.labels >= 0, bank.labels, bank.num_classes)
-            class_sums = tf.math.unsorted_segment_sum(
-                tf.transpose(row_similarity), segments, bank.num_classes + 1)
-            similarity = tf.transpose(class_sums[:-1]) / tf.cast(
-                tf.maximum(counts, 1), tf.float32)
+            class_similarity = tf.transpose(tf.math.unsorted_segment_sum(
+                tf.transpose(row_similarity), segments, bank.num_classes + 1)[:-1])
+        similarity = class_similarity / tf.cast(tf.maximum(counts, 1), tf.float32)
         logits = similarity / self.temperature
         present = counts > 0
         log_normalizer = tf.reduce_logsumexp(
