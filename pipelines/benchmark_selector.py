@@ -1,0 +1,108 @@
+r"""Benchmark: PRISM selection per step against one bare B x C x D matmul.
+
+Everything is measured in one run, interleaved, so the ratios hold on a
+noisy shared machine:
+
+    python -m pipelines.benchmark_selector --classes=11318 --memory=59551
+
+Rows: the floor (z @ centres^T for random centres), the selector's
+clean probability + smooth top-R with class centres, the same plus the
+enqueue of the kept rows (a full PRISM memory step), and the unaccelerated
+`scoring="full"` form. Each with `jit_compile` off and on.
+"""
+
+import time
+from typing import Callable, Dict, List
+
+from absl import app, flags
+import numpy as np
+import tensorflow as tf
+
+from prism_tf import MemoryBank, PrismSelector
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("classes", 11318, "Number of classes C.")
+flags.DEFINE_integer("memory", 59551, "Memory rows K.")
+flags.DEFINE_integer("dim", 512, "Embedding width D.")
+flags.DEFINE_integer("batch", 64, "Batch size B.")
+flags.DEFINE_integer("iterations", 50, "Timed calls per repetition.")
+flags.DEFINE_integer("repetitions", 5, "Interleaved repetitions; the median is kept.")
+
+
+def _unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    x = rng.normal(size=(n, dim)).astype("float32")
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _filled_bank(rng, size: int, dim: int, classes: int) -> MemoryBank:
+    bank = MemoryBank(size, dim, classes)
+    chunk = 4096
+    for start in range(0, size, chunk):
+        n = min(chunk, size - start)
+        bank.enqueue(_unit_rows(rng, n, dim), rng.integers(0, classes, n))
+    return bank
+
+
+def _time_per_call(fn: Callable[[], object], iterations: int) -> float:
+    """Seconds per call, waiting for the last result."""
+    start = time.perf_counter()
+    for _ in range(iterations):
+        result = fn()
+    tf.nest.map_structure(lambda t: t.numpy(), result)
+    return (time.perf_counter() - start) / iterations
+
+
+def benchmark(classes: int, memory: int, dim: int, batch: int, iterations: int,
+              repetitions: int) -> Dict[str, float]:
+    """Median milliseconds per call of each row, measured interleaved."""
+    rng = np.random.default_rng(0)
+    bank = _filled_bank(rng, memory, dim, classes)
+    centers = tf.constant(_unit_rows(rng, classes, dim))
+    z = tf.constant(_unit_rows(rng, batch, dim))
+    labels = tf.constant(rng.integers(0, classes, batch), tf.int32)
+    selectors = {scoring: PrismSelector(0.5, window_size=30, scoring=scoring)
+                 for scoring in ("centers", "full")}
+
+    def step(selector, enqueue):
+        def run():
+            keep, p_clean = selector(z, labels, bank)
+            if enqueue:
+                bank.enqueue(z, labels, mask=keep)
+            return keep, p_clean
+        return run
+
+    plain = {
+        "matmul B x C x D (floor)": lambda: tf.matmul(z, centers, transpose_b=True),
+        "select, centres": step(selectors["centers"], enqueue=False),
+        "select + enqueue, centres": step(selectors["centers"], enqueue=True),
+        "select, full memory": step(selectors["full"], enqueue=False),
+    }
+    rows = {}
+    for name, fn in plain.items():
+        for jit in (False, True):
+            rows[f"{name} | jit={jit}"] = tf.function(fn, jit_compile=jit)
+    times: Dict[str, List[float]] = {name: [] for name in rows}
+    for fn in rows.values():
+        _time_per_call(fn, 2)  # trace and compile
+    for _ in range(repetitions):
+        for name, fn in rows.items():
+            times[name].append(_time_per_call(fn, iterations))
+    return {name: 1e3 * float(np.median(values)) for name, values in times.items()}
+
+
+def main(argv):
+    del argv
+    tf.get_logger().setLevel("ERROR")  # one function object traced per jit mode
+    results = benchmark(FLAGS.classes, FLAGS.memory, FLAGS.dim, FLAGS.batch,
+                        FLAGS.iterations, FLAGS.repetitions)
+    print(f"C={FLAGS.classes} K={FLAGS.memory} D={FLAGS.dim} B={FLAGS.batch}")
+    print("| row | jit_compile | ms/step | x floor (same jit_compile) |")
+    print("| --- | --- | ---: | ---: |")
+    for name, ms in results.items():
+        row, jit = name.split(" | ")
+        floor = results[f"matmul B x C x D (floor) | {jit}"]
+        print(f"| {row} | {jit[4:]} | {ms:.2f} | {ms / floor:.2f} |")
+
+
+if __name__ == "__main__":
+    app.run(main)
