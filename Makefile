@@ -1,21 +1,24 @@
 # The two newcomer commands: `make demo` (set up, run the main job) and
 # `make test` (set up, run the tests). Both create .venv on first use.
+# `make test-legacy` runs the tests on TF 2.15 + Keras 2 + TFA in .venv-legacy.
 PYTHON ?= python3
-VENV := .venv
-PY := $(VENV)/bin/python
 
-.PHONY: setup demo test
+.PHONY: demo test test-legacy
 
-$(VENV)/.installed: setup.py
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+%/.installed: setup.py
+	$(PYTHON) -m venv $*
+	$*/bin/python -m pip install --quiet --upgrade pip
+	$*/bin/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
-setup: $(VENV)/.installed
+.venv/.installed: EXTRAS = test
+.venv-legacy/.installed: EXTRAS = legacy,test
 
-demo: setup
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pipelines.demo
+demo: .venv/.installed
+	TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python -m pipelines.demo
 
-test: setup
-	$(PY) -m pytest -q
+test: .venv/.installed
+	.venv/bin/python -m pytest -q
+
+test-legacy: .venv-legacy/.installed
+	.venv-legacy/bin/python -m pytest -q

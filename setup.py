@@ -17,15 +17,20 @@ setup(
     packages=find_packages(include=["prism_tf", "prism_tf.*"]),
     python_requires=">=3.10,<3.14",
     install_requires=[
-        "tensorflow>=2.16",
-        "keras>=3.0",
+        # The primary stack is TF >= 2.16 with Keras 3 (what this resolves to);
+        # 2.15 stays allowed for the `legacy` extra.
+        "tensorflow>=2.15",
         "tensorflow-datasets>=4.9",
         "absl-py>=2.1",
         "ml-collections>=0.1.1",
-        "tensorboard>=2.16",
+        "tensorboard>=2.15",
         "numpy>=1.26",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={
+        "test": ["pytest>=8"],
+        # Keras 2 and TensorFlow Addons' losses; needs Python <= 3.11.
+        "legacy": ["tensorflow>=2.15,<2.16", "tensorflow-addons>=0.23,<0.24"],
+    },
     classifiers=[
         "Programming Language :: Python :: 3",
         "Framework :: Keras",
