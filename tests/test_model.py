@@ -24,6 +24,12 @@ def _dataset(*arrays, batch=32):
     return tf.data.Dataset.from_tensor_slices(arrays).batch(batch, drop_remainder=True)
 
 
+def _fit(model, data, **kwargs):
+    """model.fit's history as floats (some Keras 3 versions keep tensors there)."""
+    history = model.fit(data, **kwargs).history
+    return {name: [float(v) for v in values] for name, values in history.items()}
+
+
 def _bank_state(model):
     bank = model.memory_bank
     return [v.numpy().copy() for v in (bank.embeddings, bank.labels, bank.position,
@@ -66,7 +72,7 @@ def test_fifty_percent_symmetric_noise_is_mostly_removed():
     model = PrismModel(_encoder(), MemoryBank(512, DIM, 10), PrismSelector(0.5, window_size=10))
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     data = _dataset(x, labels, is_noisy, batch=64).repeat()
-    history = model.fit(data, steps_per_epoch=30, epochs=2, verbose=0).history
+    history = _fit(model, data, steps_per_epoch=30, epochs=2, verbose=0)
     assert history["kept_purity"][-1] > 0.8, history
     assert history["noise_recall"][-1] > 0.8, history
     assert history["memory_fill"][-1] == 1.0
@@ -79,7 +85,7 @@ def test_xla_and_plain_graph_train_identically():
         keras.utils.set_random_seed(7)
         model = _model(memory_size=96, batch_loss=losses.TripletSemiHardLoss())
         model.compile(optimizer=keras.optimizers.SGD(0.05), jit_compile=jit_compile)
-        logs = model.fit(_dataset(x, labels % CLASSES), epochs=1, verbose=0).history
+        logs = _fit(model, _dataset(x, labels % CLASSES), epochs=1, verbose=0)
         results.append((logs, _bank_state(model), model.get_weights()))
     (logs_a, bank_a, weights_a), (logs_b, bank_b, weights_b) = results
     for key in logs_a:
@@ -93,10 +99,10 @@ def test_memory_is_off_before_memory_start_step():
     model = _model(memory_start_step=4)
     model.compile(optimizer="adam")
     data = _dataset(x, labels % CLASSES)
-    logs = model.fit(data.take(4), epochs=1, verbose=0).history
+    logs = _fit(model, data.take(4), epochs=1, verbose=0)
     assert logs["kept_fraction"] == [1.0] and logs["memory_loss"] == [0.0]
     assert logs["memory_fill"] == [0.0]
-    logs = model.fit(data.skip(4), epochs=1, verbose=0).history
+    logs = _fit(model, data.skip(4), epochs=1, verbose=0)
     assert logs["kept_fraction"][0] < 1.0 and logs["memory_fill"][0] > 0.0
 
 
@@ -104,7 +110,7 @@ def test_selection_off_is_the_plain_memory_baseline():
     x, labels, is_noisy = _noisy_clusters(n=256)
     model = PrismModel(_encoder(), MemoryBank(64, DIM, 10), enable_selection=False)
     model.compile(optimizer="adam")
-    logs = model.fit(_dataset(x, labels, is_noisy), epochs=1, verbose=0).history
+    logs = _fit(model, _dataset(x, labels, is_noisy), epochs=1, verbose=0)
     assert logs["kept_fraction"] == [1.0] and logs["noise_recall"] == [0.0]
     assert logs["memory_fill"] == [1.0] and "threshold" not in logs
     assert logs["kept_purity"][0] == pytest.approx(1 - is_noisy.mean(), abs=0.05)
@@ -154,8 +160,8 @@ def test_keras_file_round_trip_keeps_memory_window_and_optimizer(tmp_path):
     assert loaded.selector.window.numpy().tolist() == model.selector.window.numpy().tolist()
     assert int(loaded.optimizer.iterations.numpy()) == 8
     # Both continue the same way from the same state.
-    next_a = model.fit(data.take(2), epochs=1, verbose=0).history["loss"]
-    next_b = loaded.fit(data.take(2), epochs=1, verbose=0).history["loss"]
+    next_a = _fit(model, data.take(2), epochs=1, verbose=0)["loss"]
+    next_b = _fit(loaded, data.take(2), epochs=1, verbose=0)["loss"]
     assert next_a == pytest.approx(next_b, rel=1e-5)
 
 
