@@ -22,3 +22,27 @@ def tf_variable(weight) -> tf.Variable:
     inside it. Keras 2 weights already are `tf.Variable`s.
     """
     return weight.value if KERAS_3 else weight
+
+
+def scale_loss(optimizer, loss: tf.Tensor) -> tf.Tensor:
+    """The loss a custom `train_step` differentiates, inside its tape.
+
+    Under mixed precision the optimizer is a LossScaleOptimizer, and a custom
+    step must scale the loss itself (identity for other optimizers).
+    """
+    if KERAS_3:
+        return optimizer.scale_loss(loss)
+    if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+        return optimizer.get_scaled_loss(loss)
+    return loss
+
+
+def unscale_gradients(optimizer, gradients: list) -> list:
+    """Gradients ready for `apply_gradients` after `scale_loss`.
+
+    Keras 3's LossScaleOptimizer unscales inside `apply_gradients`; Keras 2's
+    wants them unscaled first.
+    """
+    if not KERAS_3 and isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+        return optimizer.get_unscaled_gradients(gradients)
+    return gradients

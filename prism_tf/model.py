@@ -118,7 +118,9 @@ class PrismModel(keras.Model):
             loss = batch_loss + self.memory_weight * memory_loss
             if self.losses:
                 loss += tf.add_n(self.losses)
-        gradients = tape.gradient(loss, self.trainable_variables)
+            scaled_loss = compat.scale_loss(self.optimizer, loss)
+        gradients = compat.unscale_gradients(
+            self.optimizer, tape.gradient(scaled_loss, self.trainable_variables))
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
         self.memory_bank.enqueue(
             tf.stop_gradient(z), labels, mask=tf.logical_and(keep, memory_on))

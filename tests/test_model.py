@@ -194,3 +194,23 @@ def test_bad_construction_and_data_are_explained():
 def test_demo_reports_purity_above_chance():
     logs = run_demo(noise_rate=0.5, steps=60, seed=1)
     assert logs["kept_purity"] > 0.7 and logs["noise_recall"] > 0.7
+
+
+def test_mixed_precision_step_matches_float32_with_a_float32_memory():
+    x, labels, _ = _noisy_clusters(n=32)
+    updates = {}
+    for policy in ("float32", "mixed_float16"):
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            keras.utils.set_random_seed(3)
+            model = _model()
+            model.compile(optimizer=keras.optimizers.SGD(0.1))
+            before = model.encoder.get_weights()[0]
+            model.train_on_batch(x, labels % CLASSES)
+            updates[policy] = model.encoder.get_weights()[0] - before
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        assert model.memory_bank.embeddings.dtype == tf.float32
+        assert float(model.memory_bank.fill_fraction()) > 0
+    # Without loss scaling the float16 gradients would underflow or shrink.
+    np.testing.assert_allclose(updates["mixed_float16"], updates["float32"], rtol=0.05, atol=1e-3)
