@@ -97,6 +97,13 @@ class PrismModel(keras.Model):
         return tf.math.l2_normalize(features, axis=-1)
 
     def train_step(self, data) -> dict:
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        if replicas > 1:
+            # Each replica would score and fill the memory with its own slice.
+            raise NotImplementedError(
+                f"PrismModel: training on {replicas} replicas is not supported "
+                "yet; the memory bank and selector window are not shared across "
+                "replicas. Train on one device (or one replica).")
         inputs, labels, is_noisy = _unpack(data)
         batch = tf.cast(tf.size(labels), tf.float32)
         memory_on = self.optimizer.iterations >= self.memory_start_step
