@@ -48,7 +48,8 @@ class PrismModel(keras.Model):
         (labels, embeddings) -> scalar such as a TFA loss (given the kept
         rows by boolean masking, so not under `jit_compile`). Default MCL.
       memory_loss: a `MetricLoss` taking a reference set. Default MCL.
-      memory_weight: weight of the memory loss (0: the memory only scores).
+      memory_weight: weight of the memory loss (0: the memory only scores
+        samples, and the memory loss is neither computed nor logged).
       memory_start_step: optimizer step at which the memory starts.
       enable_selection: whether PRISM removes samples.
 
@@ -113,16 +114,20 @@ class PrismModel(keras.Model):
             weight = tf.cast(keep, tf.float32)
             num_kept = tf.reduce_sum(weight)
             batch_loss = self._batch_loss(labels, z, keep)
-            memory_loss = tf.cond(
-                memory_on,
-                # The loss averages over kept anchors; PRISM divides by the batch.
-                lambda: self.memory_loss(
-                    labels, z, sample_weight=weight,
-                    ref_embeddings=self.memory_bank.embeddings,
-                    ref_labels=self.memory_bank.labels,
-                    ref_weight=self.memory_bank.labels >= 0) * num_kept / batch,
-                lambda: tf.constant(0.0))
-            loss = batch_loss + self.memory_weight * memory_loss
+            values = {"batch_loss": batch_loss, "kept_fraction": num_kept / batch}
+            loss = batch_loss
+            # Weight 0: the memory only scores samples; skip the [B, K] loss.
+            if self.memory_weight:
+                values["memory_loss"] = tf.cond(
+                    memory_on,
+                    # The loss averages over kept anchors; PRISM divides by the batch.
+                    lambda: self.memory_loss(
+                        labels, z, sample_weight=weight,
+                        ref_embeddings=self.memory_bank.embeddings,
+                        ref_labels=self.memory_bank.labels,
+                        ref_weight=self.memory_bank.labels >= 0) * num_kept / batch,
+                    lambda: tf.constant(0.0))
+                loss += self.memory_weight * values["memory_loss"]
             if self.losses:
                 loss += tf.add_n(self.losses)
             scaled_loss = compat.scale_loss(self.optimizer, loss)
@@ -132,8 +137,7 @@ class PrismModel(keras.Model):
         self.memory_bank.enqueue(
             tf.stop_gradient(z), labels, mask=tf.logical_and(keep, memory_on))
 
-        values = {"loss": loss, "batch_loss": batch_loss, "memory_loss": memory_loss,
-                  "kept_fraction": num_kept / batch}
+        values["loss"] = loss
         if self.enable_selection:
             values["threshold"] = threshold
         for name, value in values.items():
