@@ -1,0 +1,255 @@
+"""tf.data pipelines over an `ImageSplit`: per-sample, P x K training and evaluation.
+
+Labels and noise flags are gathered from in-graph tables by sample index;
+images are read by index (pixels in memory, JPEG/PNG bytes in memory, or
+files), decoded, augmented with stateless ops seeded by (seed, step,
+position), so the same seed gives the same batches, and a run resumed at
+`start_step` continues the same sequence.
+
+A JPEG/PNG that is not a whole image (wrong signature, truncated: no end
+marker near its end) is counted and logged by a `CorruptImageLog`, and in a
+training batch replaced by another image of the same class group; with
+`strict=True` it raises with its path instead.
+"""
+
+import dataclasses
+from typing import Iterator, List, Optional, Tuple
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from prism_tf.data.sources import DataError, ImageSplit
+
+AUTOTUNE = tf.data.AUTOTUNE
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_PLACEHOLDER_SIZE = 8
+
+
+def source_channels(split: ImageSplit) -> int:
+    """Channels of the split's images as stored; files decode to RGB."""
+    return split.pixels.shape[-1] if split.pixels is not None else 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """How images become model inputs.
+
+    Training: random resized crop (area share `crop_scale`, aspect 3/4-4/3)
+    to `image_size`, random horizontal flip. Evaluation: resize the shorter
+    side to `image_size * eval_resize`, centre crop `image_size`. Then
+    x / 255, minus `mean`, over `std` (None: leave in [0, 1]).
+    """
+
+    image_size: int = 224
+    channels: Optional[int] = None   # None: the source's own (3 for files)
+    crop_scale: Tuple[float, float] = (0.2, 1.0)
+    eval_resize: float = 256 / 224
+    mean: Optional[Tuple[float, ...]] = IMAGENET_MEAN
+    std: Optional[Tuple[float, ...]] = IMAGENET_STD
+
+    def channels_for(self, split: ImageSplit) -> int:
+        channels = self.channels or source_channels(split)
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is not None and len(value) != channels:
+                raise DataError(f"preprocessing {name} has {len(value)} values for "
+                                f"{channels}-channel images of {split.name}")
+        return channels
+
+    def normalize(self, image: tf.Tensor) -> tf.Tensor:
+        image = tf.cast(image, tf.float32) / 255.0
+        if self.mean is not None:
+            image -= tf.constant(self.mean, tf.float32)
+        if self.std is not None:
+            image /= tf.constant(self.std, tf.float32)
+        return image
+
+    def train_view(self, image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+            tf.shape(image), bounding_boxes=tf.zeros([1, 0, 4]), seed=crop_seed,
+            min_object_covered=0.0, aspect_ratio_range=(3 / 4, 4 / 3),
+            area_range=self.crop_scale, max_attempts=10,
+            use_image_if_no_bounding_boxes=True)
+        crop = tf.image.resize(tf.slice(image, begin, size), [self.image_size] * 2)
+        return self.normalize(tf.image.stateless_random_flip_left_right(crop, flip_seed))
+
+    def eval_view(self, image: tf.Tensor) -> tf.Tensor:
+        shape = tf.cast(tf.shape(image)[:2], tf.float32)
+        target = self.image_size * self.eval_resize
+        resized = tf.image.resize(
+            image, tf.cast(tf.round(shape * target / tf.reduce_min(shape)), tf.int32))
+        crop = tf.image.resize_with_crop_or_pad(resized, self.image_size, self.image_size)
+        return self.normalize(crop)
+
+
+class CorruptImageLog:
+    """Counts and logs images that are not whole JPEG/PNG files."""
+
+    def __init__(self, strict: bool = False):
+        self.strict = strict
+        self.sources: List[str] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.sources)
+
+    def report(self, source: tf.Tensor) -> np.int64:
+        name = source.numpy().decode("utf-8", "replace")
+        if self.strict:
+            raise DataError(f"corrupt or unreadable image: {name}")
+        self.sources.append(name)
+        logging.warning("Skipped corrupt image %s (%d so far)", name, self.count)
+        return np.int64(self.count)
+
+
+def _contains(data_bytes: tf.Tensor, marker: bytes) -> tf.Tensor:
+    """Whether a 1-D tensor of single bytes contains `marker` contiguously."""
+    n = tf.size(data_bytes) - len(marker) + 1
+    found = tf.ones([tf.maximum(n, 0)], tf.bool)
+    for offset, byte in enumerate(marker):
+        found &= tf.equal(data_bytes[offset:offset + tf.maximum(n, 0)], bytes([byte]))
+    return tf.reduce_any(found)
+
+
+def looks_like_whole_image(data: tf.Tensor) -> tf.Tensor:
+    """JPEG with its end marker, or PNG with its IEND chunk, near the end."""
+    head = tf.strings.substr(data, 0, 8)
+    tail = tf.strings.bytes_split(
+        tf.strings.substr(data, tf.maximum(tf.strings.length(data) - 64, 0), 64))
+    jpeg = tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff") & _contains(tail, b"\xff\xd9")
+    png = tf.equal(head, b"\x89PNG\r\n\x1a\n") & _contains(tail, b"IEND")
+    return jpeg | png
+
+
+class ImageReader:
+    """Reads sample `index` of a split in the graph: (uint8 image [H, W, C], ok)."""
+
+    def __init__(self, split: ImageSplit, channels: int, log: CorruptImageLog):
+        self.split, self.channels, self.log = split, channels, log
+        # Variables, not constants: a split's bytes may exceed a graph's 2 GB.
+        if split.pixels is not None:
+            self._store = tf.Variable(split.pixels, trainable=False)
+        elif split.encoded is not None:
+            self._store = tf.Variable(split.encoded.astype(bytes), trainable=False)
+        else:
+            self._store = tf.constant(split.paths.astype(str))
+
+    def __call__(self, index: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+        if self.split.pixels is not None:
+            return tf.gather(self._store, index), tf.constant(True)
+        if self.split.encoded is not None:
+            data = tf.gather(self._store, index)
+            source = tf.strings.join([self.split.name, " sample ", tf.strings.as_string(index)])
+        else:
+            source = tf.gather(self._store, index)
+            data = tf.io.read_file(source)
+        ok = looks_like_whole_image(data)
+
+        def placeholder():
+            count = tf.py_function(self.log.report, [source], tf.int64)
+            with tf.control_dependencies([count]):
+                return tf.zeros([_PLACEHOLDER_SIZE, _PLACEHOLDER_SIZE, self.channels], tf.uint8)
+
+        image = tf.cond(ok, lambda: tf.io.decode_image(
+            data, channels=self.channels, expand_animations=False), placeholder)
+        return image, ok
+
+
+def class_balanced_indices(labels: np.ndarray, classes_per_batch: int,
+                           samples_per_class: int, seed: int,
+                           start_step: int = 0) -> Iterator[np.ndarray]:
+    """Endless P x K index batches: P distinct classes, K samples each.
+
+    Batch `step` depends only on (seed, step). Samples are drawn without
+    replacement within a class that has at least K of them, else with.
+    """
+    classes, inverse = np.unique(labels, return_inverse=True)
+    if classes.size < classes_per_batch:
+        raise DataError(f"P x K batches need {classes_per_batch} classes; "
+                        f"the labels have {classes.size}")
+    members = [np.flatnonzero(inverse == c) for c in range(classes.size)]
+    step = start_step
+    while True:
+        rng = np.random.default_rng([seed, step])
+        chosen = rng.choice(classes.size, classes_per_batch, replace=False)
+        yield np.concatenate([
+            rng.choice(members[c], samples_per_class,
+                       replace=members[c].size < samples_per_class) for c in chosen])
+        step += 1
+
+
+def sample_dataset(split: ImageSplit, log: Optional[CorruptImageLog] = None,
+                   channels: Optional[int] = None) -> tf.data.Dataset:
+    """Every sample in index order: dict(image uint8, label, index, is_noisy, ok)."""
+    log = log or CorruptImageLog()
+    read = ImageReader(split, channels or source_channels(split), log)
+    labels, is_noisy = tf.constant(split.labels), tf.constant(split.is_noisy)
+
+    def load(index):
+        image, ok = read(index)
+        return dict(image=image, label=tf.gather(labels, index), index=index,
+                    is_noisy=tf.gather(is_noisy, index), ok=ok)
+
+    return tf.data.Dataset.range(len(split)).map(load, num_parallel_calls=AUTOTUNE,
+                                                  deterministic=True)
+
+
+def _replace_bad_within_groups(images, labels, is_noisy, ok, group_size):
+    """Swaps every bad sample for the first good one of its class group."""
+    good = tf.reshape(ok, [-1, group_size])
+    first_good = tf.argmax(tf.cast(good, tf.int32), axis=1, output_type=tf.int32)
+    position = tf.reshape(tf.range(tf.size(ok)), [-1, group_size])
+    source = tf.where(good, position, position[:, :1] + first_good[:, None])
+    source = tf.reshape(source, [-1])
+    return tf.gather(images, source), tf.gather(labels, source), tf.gather(is_noisy, source)
+
+
+def train_dataset(split: ImageSplit, classes_per_batch: int, samples_per_class: int,
+                  preprocessing: Preprocessing = Preprocessing(), seed: int = 0,
+                  start_step: int = 0, strict: bool = False,
+                  log: Optional[CorruptImageLog] = None) -> tf.data.Dataset:
+    """Endless P x K batches of (images float32, labels int32, is_noisy bool).
+
+    The element shape is what `PrismModel.fit` takes; `labels` are the ones
+    the model sees (noisy), `is_noisy` the ground truth.
+    """
+    log = log or CorruptImageLog(strict)
+    channels = preprocessing.channels_for(split)
+    read = ImageReader(split, channels, log)
+    labels, is_noisy = tf.constant(split.labels), tf.constant(split.is_noisy)
+    batch = classes_per_batch * samples_per_class
+
+    def load(index, position_seed):
+        image, ok = read(index)
+        return (preprocessing.train_view(image, position_seed),
+                tf.gather(labels, index), tf.gather(is_noisy, index), ok)
+
+    def positions(step, indices):
+        seeds = tf.stack([tf.fill([batch], tf.cast(seed, tf.int64)),
+                          step * batch + tf.range(batch, dtype=tf.int64)], axis=1)
+        return tf.data.Dataset.from_tensor_slices((indices, seeds))
+
+    indices = tf.data.Dataset.from_generator(
+        lambda: class_balanced_indices(split.labels, classes_per_batch, samples_per_class,
+                                       seed, start_step),
+        output_signature=tf.TensorSpec([batch], tf.int64))
+    return (tf.data.Dataset.zip(tf.data.Dataset.counter(start_step), indices)
+            .flat_map(positions)
+            .map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+            .batch(batch, drop_remainder=True)
+            .map(lambda *b: _replace_bad_within_groups(*b, samples_per_class))
+            .prefetch(AUTOTUNE))
+
+
+def eval_dataset(split: ImageSplit, batch_size: int = 256,
+                 preprocessing: Preprocessing = Preprocessing(), strict: bool = False,
+                 log: Optional[CorruptImageLog] = None) -> tf.data.Dataset:
+    """All samples in order, batched: (images float32, labels int32)."""
+    channels = preprocessing.channels_for(split)
+    samples = sample_dataset(split, log or CorruptImageLog(strict), channels)
+    return (samples.map(lambda s: (preprocessing.eval_view(s["image"]), s["label"]),
+                        num_parallel_calls=AUTOTUNE, deterministic=True)
+            .batch(batch_size).prefetch(AUTOTUNE))
