@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines.demo import noisy_clusters as _noisy_clusters
 from pipelines.demo import run as run_demo
 from prism_tf import MemoryBank, PrismModel, PrismSelector, losses
 from tests import numpy_reference as ref
@@ -22,6 +21,17 @@ def _encoder(input_dim=12):
 def _model(memory_size=64, noise_rate=0.5, **kwargs):
     return PrismModel(_encoder(), MemoryBank(memory_size, DIM, CLASSES),
                       PrismSelector(noise_rate, window_size=4), **kwargs)
+
+
+def _noisy_clusters(n=2048, classes=10, dim=12, rate=0.5, seed=0):
+    """Gaussian clusters with symmetric label noise: (x, noisy labels, is_noisy)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, dim)) * 2.0
+    truth = rng.integers(0, classes, n)
+    x = (centres[truth] + rng.normal(size=(n, dim))).astype("float32")
+    is_noisy = rng.random(n) < rate
+    labels = np.where(is_noisy, (truth + rng.integers(1, classes, n)) % classes, truth)
+    return x, labels.astype("int32"), is_noisy
 
 
 def _dataset(*arrays, batch=32):
@@ -196,7 +206,7 @@ def test_bad_construction_and_data_are_explained():
 
 
 def test_demo_reports_purity_above_chance():
-    logs = run_demo(noise_rate=0.5, steps=60, seed=1)
+    logs = run_demo(noise_rate=0.5, steps=150, seed=1)
     assert logs["kept_purity"] > 0.7 and logs["noise_recall"] > 0.7
 
 
@@ -237,3 +247,12 @@ def test_more_than_one_replica_is_refused_clearly(tmp_path):
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
     assert result.returncode != 0
     assert "training on 2 replicas is not supported yet" in result.stderr
+
+
+def test_memory_weight_zero_scores_without_a_memory_loss():
+    x, labels, _ = _noisy_clusters(n=128)
+    model = _model(memory_weight=0.0)
+    model.compile(optimizer="adam")
+    logs = _fit(model, _dataset(x, labels % CLASSES), epochs=1, verbose=0)
+    assert "memory_loss" not in logs and logs["loss"] == logs["batch_loss"]
+    assert logs["kept_fraction"][0] < 1.0 and logs["memory_fill"][0] > 0
