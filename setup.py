@@ -29,7 +29,9 @@ setup(
     extras_require={
         "test": ["pytest>=8"],
         # Keras 2 and TensorFlow Addons' losses; needs Python <= 3.11.
-        "legacy": ["tensorflow>=2.15,<2.16", "tensorflow-addons>=0.23,<0.24"],
+        # tensorflow-metadata 1.16+ needs protobuf 5, which TF 2.15 refuses.
+        "legacy": ["tensorflow>=2.15,<2.16", "tensorflow-addons>=0.23,<0.24",
+                   "tensorflow-metadata<1.16"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",
