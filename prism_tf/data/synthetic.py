@@ -7,6 +7,7 @@ what a retrieval model should learn and members differ by what it should
 ignore. 200 classes of 40 images of 32 x 32 take about a second.
 """
 
+import functools
 import itertools
 
 import numpy as np
@@ -23,47 +24,49 @@ def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
         np.minimum(k, 4.0 - k), 0.0, 1.0)
 
 
-def _shape_mask(shape: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Inside-the-object mask for each image's shape id, on its own coordinates."""
-    r = np.hypot(x, y)
-    angle = np.arctan2(y, x)
-    masks = {
-        "disc": r < 1.0,
-        "square": np.maximum(np.abs(x), np.abs(y)) < 0.85,
-        "triangle": (y > -0.6) & (y < 1.2 - 1.8 * np.abs(x)),
-        "cross": ((np.abs(x) < 0.3) | (np.abs(y) < 0.3)) & (np.maximum(np.abs(x), np.abs(y)) < 1.0),
-        "ring": (r < 1.0) & (r > 0.55),
-        "star": r < 0.55 + 0.4 * np.cos(5.0 * angle),
-        "diamond": np.abs(x) + np.abs(y) < 1.1,
-        "bar": (np.abs(x) < 1.1) & (np.abs(y) < 0.35),
-    }
-    chosen = np.zeros(x.shape, bool)
-    for index, name in enumerate(SHAPES):
-        chosen |= (shape == index)[:, None, None] & masks[name]
-    return chosen
+def _radius(x, y):
+    return np.hypot(x, y)
 
 
-def _texture(texture: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Which pixels take the class's second colour, per texture id."""
-    f = 4.0
-    patterns = {
-        "plain": np.zeros(x.shape, bool),
-        "stripes": np.sin(f * x * np.pi) > 0,
-        "checker": np.sin(f * x * np.pi) * np.sin(f * y * np.pi) > 0,
-        "dots": np.hypot((x * f) % 2.0 - 1.0, (y * f) % 2.0 - 1.0) < 0.5,
-        "waves": np.sin(f * np.pi * (y + 0.25 * np.sin(f * x))) > 0,
-    }
-    chosen = np.zeros(x.shape, bool)
-    for index, name in enumerate(TEXTURES):
-        chosen |= (texture == index)[:, None, None] & patterns[name]
-    return chosen
+# Inside-the-object tests and second-colour patterns, on object coordinates.
+_SHAPE_TESTS = {
+    "disc": lambda x, y: _radius(x, y) < 1.0,
+    "square": lambda x, y: np.maximum(np.abs(x), np.abs(y)) < 0.85,
+    "triangle": lambda x, y: (y > -0.6) & (y < 1.2 - 1.8 * np.abs(x)),
+    "cross": lambda x, y: (((np.abs(x) < 0.3) | (np.abs(y) < 0.3))
+                           & (np.maximum(np.abs(x), np.abs(y)) < 1.0)),
+    "ring": lambda x, y: (_radius(x, y) < 1.0) & (_radius(x, y) > 0.55),
+    "star": lambda x, y: _radius(x, y) < 0.55 + 0.4 * np.cos(5.0 * np.arctan2(y, x)),
+    "diamond": lambda x, y: np.abs(x) + np.abs(y) < 1.1,
+    "bar": lambda x, y: (np.abs(x) < 1.1) & (np.abs(y) < 0.35),
+}
+_FREQUENCY = 4.0
+_TEXTURE_TESTS = {
+    "plain": lambda x, y: np.zeros(x.shape, bool),
+    "stripes": lambda x, y: np.sin(_FREQUENCY * np.pi * x) > 0,
+    "checker": lambda x, y: np.sin(_FREQUENCY * np.pi * x) * np.sin(_FREQUENCY * np.pi * y) > 0,
+    "dots": lambda x, y: np.hypot((x * _FREQUENCY) % 2.0 - 1.0,
+                                  (y * _FREQUENCY) % 2.0 - 1.0) < 0.5,
+    "waves": lambda x, y: np.sin(_FREQUENCY * np.pi * (y + 0.25 * np.sin(_FREQUENCY * x))) > 0,
+}
 
 
+def _per_image(kind: np.ndarray, names, tests, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Evaluates, for each image, the test its `kind` id names."""
+    result = np.zeros(x.shape, bool)
+    for index, name in enumerate(names):
+        rows = kind == index
+        if rows.any():
+            result[rows] = tests[name](x[rows], y[rows])
+    return result
+
+
+@functools.lru_cache(maxsize=4)
 def make_synthetic_images(num_classes: int = 200, images_per_class: int = 40,
                           image_size: int = 32, seed: int = 0):
     """Draws the images of `num_classes` distinct synthetic classes.
 
-    Returns:
+    Returns (read-only arrays, cached: the train and test halves share one draw):
       images: uint8 [num_classes * images_per_class, size, size, 3].
       labels: int32 [N], class of each image, grouped by class.
     """
@@ -93,8 +96,8 @@ def make_synthetic_images(num_classes: int = 200, images_per_class: int = 40,
     x = (np.cos(theta) * dx + np.sin(theta) * dy) / scale
     y = (-np.sin(theta) * dx + np.cos(theta) * dy) / scale
 
-    inside = _shape_mask(shape, x, y)
-    second = _texture(texture, x, y)
+    inside = _per_image(shape, SHAPES, _SHAPE_TESTS, x, y)
+    second = _per_image(texture, TEXTURES, _TEXTURE_TESTS, x, y)
     brightness = rng.uniform(0.7, 1.0, n)
     colour_a = _hsv_to_rgb(HUES[hue_a] + rng.normal(0, 0.02, n), np.full(n, 0.85), brightness)
     colour_b = _hsv_to_rgb(HUES[hue_b] + rng.normal(0, 0.02, n), np.full(n, 0.85), brightness)
@@ -103,4 +106,7 @@ def make_synthetic_images(num_classes: int = 200, images_per_class: int = 40,
     foreground = np.where(second[..., None], colour_b[:, None, None], colour_a[:, None, None])
     image = np.where(inside[..., None], foreground, background[:, None, None])
     image = image + rng.normal(0, 0.04, image.shape)
-    return (np.clip(image, 0, 1) * 255).astype(np.uint8), labels.astype(np.int32)
+    images = (np.clip(image, 0, 1) * 255).astype(np.uint8)
+    labels = labels.astype(np.int32)
+    images.flags.writeable = labels.flags.writeable = False
+    return images, labels
