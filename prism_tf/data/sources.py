@@ -10,7 +10,7 @@ import dataclasses
 import gzip
 import os
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -68,12 +68,18 @@ class ImageSplit:
 
     def subset(self, keep: np.ndarray, name: str) -> "ImageSplit":
         """The samples where `keep` is true, labels re-indexed from 0."""
-        classes, labels = np.unique(self.labels[keep], return_inverse=True)
+        labels, num_classes = _reindex(self.labels[keep])
         return dataclasses.replace(
-            self, name=name, labels=labels.astype(np.int32), num_classes=classes.size,
+            self, name=name, labels=labels, num_classes=num_classes,
             is_noisy=self.is_noisy[keep],
             **{field: getattr(self, field)[keep]
                for field in ("pixels", "encoded", "paths") if getattr(self, field) is not None})
+
+
+def _reindex(labels) -> Tuple[np.ndarray, int]:
+    """Labels as 0..C-1 in sorted order (int32), and C."""
+    classes, index = np.unique(np.asarray(labels), return_inverse=True)
+    return index.astype(np.int32), int(classes.size)
 
 
 def split_classes(split: ImageSplit, part: str) -> ImageSplit:
@@ -85,11 +91,13 @@ def split_classes(split: ImageSplit, part: str) -> ImageSplit:
     return split.subset(keep, f"{split.name}/{part}")
 
 
-def _from_labels(name: str, labels: Sequence[int], **storage) -> ImageSplit:
-    labels = np.asarray(labels)
-    return ImageSplit(name=name, labels=labels.astype(np.int32),
-                      num_classes=int(labels.max()) + 1 if labels.size else 0,
-                      is_noisy=np.zeros(labels.size, bool), **storage)
+def _from_labels(name: str, labels: Sequence[int], is_noisy: Optional[np.ndarray] = None,
+                 **storage) -> ImageSplit:
+    """A split whose labels are re-indexed to 0..C-1 in sorted order."""
+    labels, num_classes = _reindex(labels)
+    return ImageSplit(name=name, labels=labels, num_classes=num_classes,
+                      is_noisy=np.zeros(labels.size, bool) if is_noisy is None else is_noisy,
+                      **storage)
 
 
 def synthetic(part: str, num_classes: int = 200, images_per_class: int = 40,
@@ -191,9 +199,7 @@ def csv_list(list_file: str, root: str, clean_list: Optional[str] = None) -> Ima
             raise DataError(f"clean list not found: {clean_list}")
         clean = set(_read_list(Path(clean_list), root)[0])
         is_noisy = np.array([p not in clean for p in paths])
-    split = _from_labels(str(list_file), labels, paths=np.array(paths))
-    split = split.subset(np.ones(len(paths), bool), str(list_file))
-    return dataclasses.replace(split, is_noisy=is_noisy)
+    return _from_labels(str(list_file), labels, is_noisy, paths=np.array(paths))
 
 
 def image_folder(root: str) -> ImageSplit:
@@ -261,8 +267,6 @@ def tfds_dataset(name: str, part: str, data_dir: Optional[str] = None,
         labels.append(int(example[label_key]))
     if not labels:
         raise DataError(f"TFDS {name} {'+'.join(splits)}: no examples")
-    pooled = _from_labels(f"{name}/{'+'.join(splits)}", labels,
-                          encoded=np.array(encoded, dtype=object))
-    if class_split == "halves":
-        return split_classes(pooled, part)
-    return pooled.subset(np.ones(len(pooled), bool), f"{name}/{part}")
+    read = _from_labels(f"{name}/{'+'.join(splits)}", labels,
+                        encoded=np.array(encoded, dtype=object))
+    return split_classes(read, part) if class_split == "halves" else read
