@@ -7,7 +7,7 @@ r"""Benchmark: input pipeline images/second against what a train step consumes.
 `--files` random 320 x 256 JPEGs to a temp folder and reads them as an image
 folder (decode, random resized crop, flip, normalise). Both feed P x K
 batches. The consumer row times `PrismModel.train_on_batch` on the same
-batches with the small CNN of the demo configs, so the two rates can be
+batches with `prism_tf.encoders.small_cnn`, so the two rates can be
 compared in one run.
 """
 
@@ -23,6 +23,7 @@ import tensorflow as tf
 from prism_tf import MemoryBank, PrismModel, PrismSelector
 from prism_tf.data import image_folder, synthetic
 from prism_tf.data.pipeline import Preprocessing, train_dataset
+from prism_tf.encoders import small_cnn
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("source", "synthetic", ["synthetic", "jpeg"], "What to read.")
@@ -43,7 +44,9 @@ def _write_jpegs(root: Path, count: int, classes: int = 20) -> None:
 
 
 def _images_per_second(iterator, batches: int, step=None) -> float:
-    next(iterator)  # warm-up: tracing, first fill of the prefetch buffer
+    warm_up = next(iterator)  # tracing, first fill of the prefetch buffer
+    if step is not None:
+        step(*warm_up)  # compiles the train step
     start = time.perf_counter()
     count = 0
     for _ in range(batches):
@@ -52,16 +55,6 @@ def _images_per_second(iterator, batches: int, step=None) -> float:
             step(images, labels, is_noisy)
         count += int(images.shape[0])
     return count / (time.perf_counter() - start)
-
-
-def _small_cnn(image_size: int, channels: int) -> keras.Model:
-    return keras.Sequential([
-        keras.Input((image_size, image_size, channels)),
-        keras.layers.Conv2D(32, 3, strides=2, activation="relu"),
-        keras.layers.Conv2D(64, 3, strides=2, activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(64),
-    ])
 
 
 def main(argv):
@@ -76,7 +69,8 @@ def main(argv):
         data = train_dataset(split, FLAGS.classes_per_batch, FLAGS.samples_per_class,
                              preprocessing, seed=0)
         produced = _images_per_second(iter(data), FLAGS.batches)
-        model = PrismModel(_small_cnn(FLAGS.image_size, preprocessing.channels_for(split)),
+        model = PrismModel(small_cnn((FLAGS.image_size, FLAGS.image_size,
+                                      preprocessing.channels_for(split))),
                            MemoryBank(4096, 64, split.num_classes), PrismSelector(0.5))
         model.compile(optimizer="adam")
         consumed = _images_per_second(

@@ -14,24 +14,13 @@ import keras
 
 from prism_tf import MemoryBank, PrismModel, PrismSelector
 from prism_tf.data import synthetic
+from prism_tf.encoders import small_cnn
 from prism_tf.data.pipeline import Preprocessing, train_dataset
 
 FLAGS = flags.FLAGS
 flags.DEFINE_float("noise_rate", 0.5, "Share of labels made wrong, in [0, 1).")
 flags.DEFINE_integer("steps", 200, "Training steps.")
 flags.DEFINE_integer("seed", 0, "Seed of the data and the model.")
-
-
-def small_cnn(image_size: int, channels: int, dim: int = 64) -> keras.Model:
-    """A small convolutional encoder that trains in seconds on a CPU."""
-    return keras.Sequential([
-        keras.Input((image_size, image_size, channels)),
-        keras.layers.Conv2D(32, 3, activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(64, 3, activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(dim),
-    ], name="small_cnn")
 
 
 def run(noise_rate: float, steps: int, seed: int) -> Dict[str, float]:
@@ -41,7 +30,7 @@ def run(noise_rate: float, steps: int, seed: int) -> Dict[str, float]:
     preprocessing = Preprocessing(image_size=32, crop_scale=(0.5, 1.0))
     data = train_dataset(split, classes_per_batch=16, samples_per_class=4,
                          preprocessing=preprocessing, seed=seed)
-    model = PrismModel(small_cnn(32, 3), MemoryBank(2048, 64, split.num_classes),
+    model = PrismModel(small_cnn((32, 32, 3)), MemoryBank(2048, 64, split.num_classes),
                        PrismSelector(noise_rate, window_size=10), memory_weight=0.0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     epochs = max(1, steps // 50)
