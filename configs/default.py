@@ -1,0 +1,12 @@
+"""Built-in synthetic images, 50% symmetric noise, small CNN: minutes on 2 CPU cores.
+
+    python -m pipelines.train --config=configs/default.py --workdir=/tmp/prism
+"""
+
+from configs.base import base_config
+
+
+def get_config():
+    config = base_config()
+    config.lock()
+    return config

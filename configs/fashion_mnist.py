@@ -1,0 +1,20 @@
+"""Fashion-MNIST (train split with injected noise, retrieval on the test split).
+
+Reads the IDX files from data.data_dir, Debian's dataset-fashion-mnist or
+the Keras cache.
+"""
+
+from configs.base import base_config
+
+
+def get_config():
+    config = base_config()
+    config.data.source = "fashion_mnist"
+    config.data.image_size = 28
+    config.data.crop_scale = (0.6, 1.0)
+    config.data.mean, config.data.std = (0.286,), (0.353,)
+    config.data.samples_per_class = 8     # 10 classes: P = 8 per batch
+    config.train.steps = 800
+    config.memory.size = 8192
+    config.lock()
+    return config

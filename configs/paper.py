@@ -1,0 +1,25 @@
+"""The PRISM authors' recipe, shared by the CARS, CUB, SOP and CARS-98N configs.
+
+BN-Inception is not in keras.applications; InceptionV3 with global max
+pooling and a 512-d linear head stands in. ImageNet weights need the
+network on first use (`--config.model.weights=""` trains from scratch).
+"""
+
+from configs.base import base_config
+
+
+def paper_config(memory_size: int = 8192, window_size: int = 30):
+    config = base_config()
+    config.data.image_size = 224
+    config.data.crop_scale = (0.2, 1.0)
+    config.model.encoder = "InceptionV3"
+    config.model.embedding_dim = 512
+    config.model.weights = "imagenet"
+    config.train.steps = 4000
+    config.train.batch_size = 64
+    config.train.learning_rate = 3e-5
+    config.train.eval_every = 500
+    config.prism.window_size = window_size
+    config.prism.memory_weight = 1.0
+    config.memory.size = memory_size
+    return config

@@ -1,0 +1,11 @@
+"""Stanford Online Products (TFDS): the official class-disjoint splits."""
+
+from configs.paper import paper_config
+
+
+def get_config():
+    config = paper_config()
+    config.data.source, config.data.name = "tfds", "stanford_online_products"
+    config.data.samples_per_class = 2   # SOP has ~5 images per class
+    config.lock()
+    return config

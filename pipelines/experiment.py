@@ -1,0 +1,172 @@
+"""What the train / evaluate / export pipelines share: config checks, data, model."""
+
+import json
+from pathlib import Path
+from typing import Dict, Tuple
+
+import keras
+import ml_collections
+import tensorflow as tf
+
+from prism_tf import MemoryBank, PrismModel, PrismSelector, losses
+from prism_tf.data import (ImageSplit, csv_list, fashion_mnist, image_folder, split_classes,
+                           synthetic, tfds_dataset)
+from prism_tf.data.pipeline import Preprocessing
+from prism_tf.encoders import build_encoder
+
+LOSSES = {
+    "mcl": losses.MemoryContrastiveLoss,
+    "contrastive": losses.ContrastiveLoss,
+    "triplet_semihard": losses.TripletSemiHardLoss,
+    "triplet_hard": losses.TripletHardLoss,
+    "lifted": losses.LiftedStructLoss,
+    "multi_similarity": losses.MultiSimilarityLoss,
+}
+SOURCES = ("synthetic", "fashion_mnist", "tfds", "csv", "folder")
+CONFIG_FILE = "config.json"
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work, named by its key."""
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Raises `ConfigError` naming the key for values that cannot work."""
+    def need(ok: bool, key: str, expected: str) -> None:
+        if not ok:
+            value = config
+            for part in key.split("."):
+                value = value[part]
+            raise ConfigError(f"config.{key} = {value!r}: expected {expected}")
+
+    need(config.data.source in SOURCES, "data.source", f"one of {SOURCES}")
+    need(0.0 <= config.data.noise.rate < 1.0, "data.noise.rate", "a rate in [0, 1)")
+    need(0.0 <= config.prism.noise_rate < 1.0, "prism.noise_rate", "a rate in [0, 1)")
+    need(config.train.steps > 0, "train.steps", "a positive number of steps")
+    need(config.train.eval_every > 0 and config.train.steps % config.train.eval_every == 0,
+         "train.eval_every", f"a positive divisor of train.steps ({config.train.steps})")
+    need(config.data.samples_per_class > 0
+         and config.train.batch_size % config.data.samples_per_class == 0,
+         "train.batch_size", f"a multiple of data.samples_per_class "
+         f"({config.data.samples_per_class})")
+    need(config.memory.size >= config.train.batch_size, "memory.size",
+         f"at least train.batch_size ({config.train.batch_size})")
+    need(config.loss.name in LOSSES, "loss.name", f"one of {sorted(LOSSES)}")
+
+
+def config_to_json(config: ml_collections.ConfigDict) -> str:
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list)
+
+
+def claim_workdir(workdir: Path, config: ml_collections.ConfigDict) -> bool:
+    """Writes the resolved config to `workdir`, or checks it against the one there.
+
+    Returns whether the workdir already held this experiment (a resume).
+    Raises `ConfigError` listing the differing keys, and writes nothing,
+    when the workdir holds a different config.
+    """
+    path = workdir / CONFIG_FILE
+    resolved = config_to_json(config)
+    if path.exists():
+        old, new = json.loads(path.read_text()), json.loads(resolved)
+        if old != new:
+            diffs = sorted(_differences(old, new))
+            raise ConfigError(
+                f"{workdir} holds a different experiment ({path}); differing keys: "
+                + ", ".join(diffs) + ". Use another --workdir or the same config.")
+        return True
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, resolved)
+    return False
+
+
+def _differences(old: dict, new: dict, prefix: str = ""):
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            yield from _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            yield f"{prefix}{key} ({a!r} -> {b!r})"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Writes beside `path`, then renames: readers see the old or the new file."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
+
+
+def load_splits(config: ml_collections.ConfigDict) -> Tuple[ImageSplit, ImageSplit]:
+    """(noisy training split, evaluation split) of the configured source."""
+    data = config.data
+    data_dir = data.data_dir or None
+    if data.source == "synthetic":
+        train, test = (synthetic(part, seed=data.seed, image_size=data.image_size)
+                       for part in ("train", "test"))
+    elif data.source == "fashion_mnist":
+        train, test = fashion_mnist("train", data_dir), fashion_mnist("test", data_dir)
+    elif data.source == "tfds":
+        train, test = (tfds_dataset(data.name, part, data_dir=data_dir)
+                       for part in ("train", "test"))
+    elif data.source == "csv":
+        train = csv_list(data.train_list, data.data_dir, data.clean_list or None)
+        test = csv_list(data.test_list, data.data_dir)
+    else:
+        train = image_folder(data.data_dir)
+        test = image_folder(data.test_dir) if data.test_dir else None
+        if test is None:
+            train, test = split_classes(train, "train"), split_classes(train, "test")
+    return train.with_noise(data.noise.kind, data.noise.rate, data.seed), test
+
+
+def data_report(train: ImageSplit, test: ImageSplit,
+                config: ml_collections.ConfigDict) -> Dict[str, object]:
+    """What `DIR/data.json` records about the data of a run."""
+    return {
+        "train": {"name": train.name, "classes": train.num_classes, "samples": len(train)},
+        "test": {"name": test.name, "classes": test.num_classes, "samples": len(test)},
+        "noise": {"kind": config.data.noise.kind, "requested_rate": config.data.noise.rate,
+                  "realized_rate": train.noise.realized_rate,
+                  "noisy_samples": train.noise.num_noisy},
+    }
+
+
+def preprocessing(config: ml_collections.ConfigDict) -> Preprocessing:
+    data = config.data
+    return Preprocessing(image_size=data.image_size, crop_scale=tuple(data.crop_scale),
+                         mean=tuple(data.mean) or None, std=tuple(data.std) or None)
+
+
+def build_model(config: ml_collections.ConfigDict, num_classes: int,
+                channels: int) -> PrismModel:
+    """The configured PrismModel, compiled."""
+    size = config.data.image_size
+    encoder = build_encoder(config.model.encoder, (size, size, channels),
+                            config.model.embedding_dim, config.model.weights or None)
+    loss_class = LOSSES[config.loss.name]
+    loss_args = {"margin": config.loss.margin} if "margin" in _init_args(loss_class) else {}
+    model = PrismModel(
+        encoder,
+        MemoryBank(config.memory.size, config.model.embedding_dim, num_classes),
+        PrismSelector(config.prism.noise_rate, config.prism.window_size,
+                      scoring=config.prism.scoring) if config.prism.enabled else None,
+        batch_loss=loss_class(**loss_args),
+        memory_weight=config.prism.memory_weight,
+        memory_start_step=config.prism.memory_start_step,
+        enable_selection=config.prism.enabled)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        config.train.learning_rate, decay_steps=config.train.steps)
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
+                  jit_compile=config.train.jit_compile)
+    return model
+
+
+def _init_args(cls) -> Tuple[str, ...]:
+    return cls.__init__.__code__.co_varnames
+
+
+def checkpoint_manager(model: PrismModel, workdir: Path) -> tf.train.CheckpointManager:
+    """Checkpoints of the model (encoder, memory bank, window) and its optimizer."""
+    model.optimizer.build(model.trainable_variables)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    return tf.train.CheckpointManager(checkpoint, str(workdir / "checkpoints"), max_to_keep=3)

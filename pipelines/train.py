@@ -1,0 +1,90 @@
+r"""Train a PRISM model with `model.fit`; resumable, watched in TensorBoard.
+
+    python -m pipelines.train --config=configs/default.py --workdir=/tmp/prism \
+        [--config.data.noise.rate=0.2 ...]
+
+Writes to the workdir: `config.json` (the resolved config), `data.json`
+(classes and samples per split, noise kind, requested and realised rate),
+`checkpoints/` (encoder, optimizer, memory bank, selector window; one per
+`train.eval_every` steps), `tensorboard/`, and at the end `metrics.json`.
+Started again with the same command, a run resumes from its last
+checkpoint; a workdir holding a different config is refused untouched.
+"""
+
+import json
+from pathlib import Path
+from typing import Dict
+
+from absl import app, flags, logging
+import keras
+import ml_collections
+from ml_collections import config_flags
+
+from pipelines import experiment
+from prism_tf.callbacks import CheckpointAtEpochEnd, RetrievalEvaluation
+from prism_tf.data.pipeline import eval_dataset, train_dataset
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+flags.DEFINE_string("workdir", None, "Folder for config, checkpoints, logs and metrics.")
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> Dict[str, float]:
+    """Runs (or resumes) the experiment; returns the final metrics."""
+    experiment.check_config(config)
+    workdir = Path(workdir)
+    train_split, test_split = experiment.load_splits(config)
+    resuming = experiment.claim_workdir(workdir, config)
+    report = experiment.data_report(train_split, test_split, config)
+    experiment.write_atomically(workdir / "data.json", json.dumps(report, indent=2))
+
+    keras.utils.set_random_seed(config.data.seed)
+    preprocessing = experiment.preprocessing(config)
+    channels = preprocessing.channels_for(train_split)
+    model = experiment.build_model(config, train_split.num_classes, channels)
+    manager = experiment.checkpoint_manager(model, workdir)
+    if manager.latest_checkpoint:
+        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        logging.info("Resuming from %s", manager.latest_checkpoint)
+    elif resuming:
+        logging.info("No checkpoint yet in %s; starting from step 0", workdir)
+    step = int(model.optimizer.iterations.numpy())
+    eval_every = config.train.eval_every
+
+    batches = train_dataset(
+        train_split, config.train.batch_size // config.data.samples_per_class,
+        config.data.samples_per_class, preprocessing, seed=config.data.seed,
+        start_step=step, strict=config.data.strict)
+    evaluation = RetrievalEvaluation(
+        eval_dataset(test_split, config.eval.batch_size, preprocessing,
+                     strict=config.data.strict),
+        config.eval.recall_at)
+    history = model.fit(
+        batches, steps_per_epoch=eval_every, epochs=config.train.steps // eval_every,
+        initial_epoch=step // eval_every, verbose=verbose,
+        callbacks=[evaluation, CheckpointAtEpochEnd(manager),
+                   keras.callbacks.TensorBoard(str(workdir / "tensorboard"))])
+
+    metrics = dict(evaluation.last or evaluation.evaluate())
+    last_epoch = {name: float(values[-1]) for name, values in history.history.items()}
+    for name in ("kept_purity", "noise_recall", "kept_fraction"):
+        if name in last_epoch:
+            metrics[name] = last_epoch[name]
+    metrics["step"] = int(model.optimizer.iterations.numpy())
+    experiment.write_atomically(workdir / "metrics.json", json.dumps(metrics, indent=2))
+    print(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def main(argv):
+    del argv
+    if FLAGS.config is None or not FLAGS.workdir:
+        raise app.UsageError("--config and --workdir are required")
+    try:
+        train(FLAGS.config, FLAGS.workdir)
+    except (experiment.ConfigError, ValueError) as error:
+        raise app.UsageError(str(error))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,53 @@
+"""Keras callbacks for PRISM training runs: checkpoints and retrieval evaluation."""
+
+from typing import Dict, Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from prism_tf.evaluation import retrieval_metrics
+
+
+class CheckpointAtEpochEnd(keras.callbacks.Callback):
+    """Saves a `tf.train.CheckpointManager` at every epoch end.
+
+    The checkpoint holds whatever the manager tracks (for PrismModel: the
+    encoder, optimizer, memory bank and selector window). TensorFlow writes
+    the checkpoint files first and the index of checkpoints last, so a run
+    killed mid-save resumes from the previous checkpoint.
+    """
+
+    def __init__(self, manager: tf.train.CheckpointManager):
+        super().__init__()
+        self.manager = manager
+
+    def on_epoch_end(self, epoch: int, logs: Optional[Dict] = None) -> None:
+        self.manager.save(checkpoint_number=int(self.model.optimizer.iterations.numpy()))
+
+
+class RetrievalEvaluation(keras.callbacks.Callback):
+    """Embeds an evaluation set at every epoch end and adds retrieval metrics.
+
+    The metrics go into the epoch logs as `val_<metric>` (so History,
+    TensorBoard and the progress bar see them) and are kept in `self.last`.
+    """
+
+    def __init__(self, dataset: tf.data.Dataset, recall_at: Sequence[int] = (1, 2, 4, 8)):
+        super().__init__()
+        self.dataset, self.recall_at = dataset, tuple(recall_at)
+        self.last: Dict[str, float] = {}
+
+    def evaluate(self) -> Dict[str, float]:
+        embeddings, labels = [], []
+        for images, batch_labels in self.dataset:
+            embeddings.append(self.model(images, training=False))
+            labels.append(batch_labels)
+        self.last = retrieval_metrics(tf.concat(embeddings, 0), tf.concat(labels, 0).numpy(),
+                                      self.recall_at)
+        return self.last
+
+    def on_epoch_end(self, epoch: int, logs: Optional[Dict] = None) -> None:
+        metrics = self.evaluate()
+        if logs is not None:
+            logs.update({f"val_{name}": value for name, value in metrics.items()
+                         if name != "num_queries"})

@@ -1,0 +1,138 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+from configs import default
+from pipelines import experiment
+from pipelines.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--config.train.steps=40", "--config.train.eval_every=20"]
+
+
+def _small_config():
+    config = default.get_config()
+    config.train.steps, config.train.eval_every = 40, 20
+    return config
+
+
+def _train_command(workdir, *overrides):
+    return [sys.executable, "-m", "pipelines.train", "--config=configs/default.py",
+            f"--workdir={workdir}", *SMALL, *overrides]
+
+
+def _run(command, **kwargs):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600, **kwargs)
+
+
+def _scalar_tags(event_dir: Path):
+    tags = set()
+    for path in event_dir.rglob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run")
+    metrics = train(_small_config(), str(workdir), verbose=0)
+    return workdir, metrics
+
+
+def test_a_run_writes_config_data_checkpoints_metrics_and_tensorboard(finished_run):
+    workdir, metrics = finished_run
+    assert json.loads((workdir / "config.json").read_text())["train"]["steps"] == 40
+    data = json.loads((workdir / "data.json").read_text())
+    assert data["train"] == {"name": "synthetic/train", "classes": 100, "samples": 4000}
+    assert data["noise"]["realized_rate"] == 0.5 and data["noise"]["requested_rate"] == 0.5
+    saved = json.loads((workdir / "metrics.json").read_text())
+    assert saved == pytest.approx(metrics)
+    for name in ("precision_at_1", "recall_at_8", "r_precision", "map_at_r",
+                 "kept_purity", "noise_recall"):
+        assert 0.0 <= saved[name] <= 1.0, name
+    assert saved["step"] == 40
+    assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith("ckpt-40")
+    assert {"epoch_loss", "epoch_batch_loss", "epoch_kept_fraction", "epoch_kept_purity",
+            "epoch_noise_recall", "epoch_threshold", "epoch_memory_fill",
+            "epoch_learning_rate"} <= _scalar_tags(workdir / "tensorboard" / "train")
+    assert {"epoch_precision_at_1", "epoch_recall_at_8", "epoch_r_precision",
+            "epoch_map_at_r"} <= _scalar_tags(workdir / "tensorboard" / "validation")
+
+
+def test_killed_run_resumes_to_the_same_result(finished_run, tmp_path):
+    workdir = tmp_path / "killed"
+    process = subprocess.Popen(_train_command(workdir), cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    deadline = time.time() + 300
+    while not (workdir / "checkpoints" / "ckpt-20.index").exists():
+        assert process.poll() is None and time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (workdir / "metrics.json").exists()
+    result = _run(_train_command(workdir))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Resuming from" in result.stderr
+    resumed = json.loads((workdir / "metrics.json").read_text())
+    assert resumed == json.loads((finished_run[0] / "metrics.json").read_text())
+
+
+def test_a_workdir_of_another_experiment_is_refused_untouched(finished_run):
+    workdir = finished_run[0]
+    before = {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()}
+    result = _run(_train_command(workdir, "--config.data.noise.rate=0.2"))
+    assert result.returncode != 0
+    assert "holds a different experiment" in result.stderr
+    assert "data.noise.rate (0.5 -> 0.2)" in result.stderr
+    assert before == {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("data.noise.rate", 1.5, r"config.data.noise.rate = 1.5: expected a rate in \[0, 1\)"),
+    ("prism.noise_rate", -0.1, r"config.prism.noise_rate = -0.1"),
+    ("memory.size", 32, r"config.memory.size = 32: expected at least train.batch_size \(64\)"),
+    ("loss.name", "arcface", r"config.loss.name = 'arcface'"),
+    ("train.eval_every", 30, r"config.train.eval_every = 30: expected a positive divisor"),
+])
+def test_bad_config_values_are_refused_before_any_work(tmp_path, key, value, match):
+    config = _small_config()
+    section, name = key.rsplit(".", 1)
+    parent = config
+    for part in section.split("."):
+        parent = parent[part]
+    parent[name] = value
+    with pytest.raises(experiment.ConfigError, match=match):
+        train(config, str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()
+
+
+def test_unknown_config_key_is_refused(tmp_path):
+    result = _run(_train_command(tmp_path / "w", "--config.train.stepz=5"))
+    assert result.returncode != 0 and "stepz" in result.stderr
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("name", ["default", "fashion_mnist", "cars196", "cub200", "sop", "cars98n"])
+def test_every_config_has_the_shared_keys_and_passes_its_checks(name):
+    module = __import__(f"configs.{name}", fromlist=["get_config"])
+    config = module.get_config()
+    for key in ("train.steps", "train.batch_size", "data.noise.kind", "data.noise.rate",
+                "data.seed", "prism.enabled", "prism.noise_rate", "prism.window_size",
+                "memory.size", "loss.name"):
+        section, field = key.rsplit(".", 1)
+        parent = config
+        for part in section.split("."):
+            parent = parent[part]
+        assert field in parent, key
+    experiment.check_config(config)
