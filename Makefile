@@ -1,9 +1,10 @@
-# The two newcomer commands: `make demo` (set up, run the main job) and
+# The two newcomer commands: `make train` (set up, run the main job: the
+# default config on the built-in synthetic set, into runs/default) and
 # `make test` (set up, run the tests). Both create .venv on first use.
 # `make test-legacy` runs the tests on TF 2.15 + Keras 2 + TFA in .venv-legacy.
 PYTHON ?= python3
 
-.PHONY: demo test test-legacy
+.PHONY: train test test-legacy
 
 %/.installed: setup.py
 	$(PYTHON) -m venv $*
@@ -14,8 +15,9 @@ PYTHON ?= python3
 .venv/.installed: EXTRAS = test
 .venv-legacy/.installed: EXTRAS = legacy,test
 
-demo: .venv/.installed
-	TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python -m pipelines.demo
+train: .venv/.installed
+	TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python -m pipelines.train \
+		--config=configs/default.py --workdir=runs/default
 
 test: .venv/.installed
 	.venv/bin/python -m pytest -q
