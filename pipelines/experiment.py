@@ -122,7 +122,9 @@ def load_splits(config: ml_collections.ConfigDict) -> Tuple[ImageSplit, ImageSpl
 def data_report(train: ImageSplit, test: ImageSplit,
                 config: ml_collections.ConfigDict) -> Dict[str, object]:
     """What `DIR/data.json` records about the data of a run."""
+    size = config.data.image_size
     return {
+        "image_shape": [size, size, preprocessing(config).channels_for(train)],
         "train": {"name": train.name, "classes": train.num_classes, "samples": len(train)},
         "test": {"name": test.name, "classes": test.num_classes, "samples": len(test)},
         "noise": {"kind": config.data.noise.kind, "requested_rate": config.data.noise.rate,
@@ -137,12 +139,14 @@ def preprocessing(config: ml_collections.ConfigDict) -> Preprocessing:
                          mean=tuple(data.mean) or None, std=tuple(data.std) or None)
 
 
-def build_model(config: ml_collections.ConfigDict, num_classes: int,
-                channels: int) -> PrismModel:
-    """The configured PrismModel, compiled."""
+def build_model(config: ml_collections.ConfigDict, num_classes: int, channels: int,
+                pretrained: bool = True) -> PrismModel:
+    """The configured PrismModel, compiled; `pretrained=False` skips the
+    backbone's initial weights (a checkpoint will replace them)."""
     size = config.data.image_size
     encoder = build_encoder(config.model.encoder, (size, size, channels),
-                            config.model.embedding_dim, config.model.weights or None)
+                            config.model.embedding_dim,
+                            (config.model.weights or None) if pretrained else None)
     loss_class = LOSSES[config.loss.name]
     loss_args = {"margin": config.loss.margin} if "margin" in _init_args(loss_class) else {}
     model = PrismModel(
@@ -170,3 +174,20 @@ def checkpoint_manager(model: PrismModel, workdir: Path) -> tf.train.CheckpointM
     model.optimizer.build(model.trainable_variables)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     return tf.train.CheckpointManager(checkpoint, str(workdir / "checkpoints"), max_to_keep=3)
+
+
+def restore_run(workdir: str) -> Tuple[ml_collections.ConfigDict, PrismModel]:
+    """The config and the latest checkpointed model of a training workdir."""
+    workdir = Path(workdir)
+    for name in (CONFIG_FILE, "data.json"):
+        if not (workdir / name).is_file():
+            raise ConfigError(f"{workdir} is not a training workdir: no {name}")
+    config = ml_collections.ConfigDict(json.loads((workdir / CONFIG_FILE).read_text()))
+    data = json.loads((workdir / "data.json").read_text())
+    model = build_model(config, data["train"]["classes"], data["image_shape"][2],
+                        pretrained=False)
+    manager = checkpoint_manager(model, workdir)
+    if not manager.latest_checkpoint:
+        raise ConfigError(f"{workdir}: no checkpoint to restore")
+    manager.checkpoint.restore(manager.latest_checkpoint).expect_partial()
+    return config, model

@@ -25,8 +25,12 @@ from prism_tf.callbacks import CheckpointAtEpochEnd, RetrievalEvaluation
 from prism_tf.data.pipeline import eval_dataset, train_dataset
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
-flags.DEFINE_string("workdir", None, "Folder for config, checkpoints, logs and metrics.")
+
+
+def _define_flags() -> None:
+    # Defined only when run as a program, so tests can import the module.
+    config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+    flags.DEFINE_string("workdir", None, "Folder for config, checkpoints, logs and metrics.")
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> Dict[str, float]:
@@ -87,4 +91,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

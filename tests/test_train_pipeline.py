@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from configs import default
 from pipelines import experiment
+from pipelines.evaluate import evaluate
 from pipelines.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,3 +137,24 @@ def test_every_config_has_the_shared_keys_and_passes_its_checks(name):
             parent = parent[part]
         assert field in parent, key
     experiment.check_config(config)
+
+
+def test_evaluate_checkpoint_and_exported_model_reproduce_the_run(finished_run, tmp_path):
+    workdir, metrics = finished_run
+    result = _run([sys.executable, "-m", "pipelines.export", f"--workdir={workdir}",
+                   f"--export_dir={tmp_path / 'models'}"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "models" / "1" / "saved_model.pb").exists()
+    from_checkpoint = evaluate(str(workdir))
+    from_export = evaluate(str(workdir), saved_model=str(tmp_path / "models" / "1"))
+    for name in ("precision_at_1", "recall_at_8", "r_precision", "map_at_r"):
+        assert from_checkpoint[name] == pytest.approx(metrics[name], abs=1e-9), name
+        assert from_export[name] == pytest.approx(metrics[name], abs=1e-3), name
+
+
+def test_evaluate_and_export_refuse_a_folder_that_is_no_run(tmp_path):
+    with pytest.raises(experiment.ConfigError, match="not a training workdir: no config.json"):
+        evaluate(str(tmp_path))
+    result = _run([sys.executable, "-m", "pipelines.export", f"--workdir={tmp_path}",
+                   f"--export_dir={tmp_path / 'models'}"])
+    assert result.returncode != 0 and "not a training workdir" in result.stderr

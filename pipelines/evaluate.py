@@ -1,0 +1,64 @@
+r"""Retrieval metrics of a trained run, from its checkpoint or an exported SavedModel.
+
+    python -m pipelines.evaluate --workdir=runs/default [--saved_model=/models/prism/1]
+
+Embeds the run's evaluation split (or --split=train) and prints P@1,
+Recall@1/2/4/8, R-Precision and MAP@R (leave-one-out, self excluded) as
+JSON. The workdir supplies the data config either way.
+"""
+
+import json
+
+from absl import app, flags
+import numpy as np
+import tensorflow as tf
+
+from pipelines import experiment
+from prism_tf.data.pipeline import eval_dataset
+from prism_tf.evaluation import retrieval_metrics
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+    # Defined only when run as a program, so tests can import the module.
+    flags.DEFINE_string("workdir", None, "Training workdir (config, data, checkpoints).")
+    flags.DEFINE_string("saved_model", None, "Exported version folder to use instead of the checkpoint.")
+    flags.DEFINE_enum("split", "test", ["test", "train"], "Which split to embed.")
+    flags.DEFINE_integer("chunk_size", 1024, "Queries per similarity block.")
+
+
+def evaluate(workdir: str, saved_model: str = None, split: str = "test",
+             chunk_size: int = 1024) -> dict:
+    """Metrics of the checkpoint in `workdir`, or of `saved_model`, on `split`."""
+    config, model = experiment.restore_run(workdir)
+    if saved_model:
+        signature = tf.saved_model.load(saved_model).signatures["serving_default"]
+        embed = lambda images: signature(images=images)["embeddings"]  # noqa: E731
+    else:
+        embed = lambda images: model(images, training=False)  # noqa: E731
+    train_split, test_split = experiment.load_splits(config)
+    data = eval_dataset(test_split if split == "test" else train_split,
+                        config.eval.batch_size, experiment.preprocessing(config))
+    embeddings, labels = [], []
+    for images, batch_labels in data:
+        embeddings.append(embed(images).numpy())
+        labels.append(batch_labels.numpy())
+    return retrieval_metrics(np.concatenate(embeddings), np.concatenate(labels),
+                             config.eval.recall_at, chunk_size)
+
+
+def main(argv):
+    del argv
+    if not FLAGS.workdir:
+        raise app.UsageError("--workdir is required")
+    try:
+        metrics = evaluate(FLAGS.workdir, FLAGS.saved_model, FLAGS.split, FLAGS.chunk_size)
+    except experiment.ConfigError as error:
+        raise app.UsageError(str(error))
+    print(json.dumps(metrics, indent=2))
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)
