@@ -13,16 +13,19 @@ checkpoint; a workdir holding a different config is refused untouched.
 
 import json
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Tuple
 
 from absl import app, flags, logging
 import keras
 import ml_collections
+import numpy as np
 from ml_collections import config_flags
 
 from pipelines import experiment
 from prism_tf.callbacks import CheckpointAtEpochEnd, RetrievalEvaluation
-from prism_tf.data.pipeline import eval_dataset, train_dataset
+from prism_tf.data import ImageSplit
+from prism_tf.data.pipeline import Preprocessing, eval_dataset, sample_dataset, train_dataset
+from prism_tf.monitoring import CleanProbabilityMonitor, RetrievalExamples
 
 FLAGS = flags.FLAGS
 
@@ -31,6 +34,18 @@ def _define_flags() -> None:
     # Defined only when run as a program, so tests can import the module.
     config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
     flags.DEFINE_string("workdir", None, "Folder for config, checkpoints, logs and metrics.")
+
+
+def fixed_sample(split: ImageSplit, count: int, preprocessing: Preprocessing,
+                 seed: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images, labels, is_noisy) of `count` samples drawn once by `seed`, in
+    evaluation preprocessing: what the monitoring callbacks show each epoch."""
+    rng = np.random.default_rng(seed)
+    indices = np.sort(rng.choice(len(split), min(count, len(split)), replace=False))
+    samples = sample_dataset(split, channels=preprocessing.channels_for(split), indices=indices)
+    batch = samples.map(lambda s: (preprocessing.eval_view(s["image"]), s["label"],
+                                   s["is_noisy"])).batch(len(indices))
+    return tuple(t.numpy() for t in next(iter(batch)))
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> Dict[str, float]:
@@ -63,11 +78,16 @@ def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> 
         eval_dataset(test_split, config.eval.batch_size, preprocessing,
                      strict=config.data.strict),
         config.eval.recall_at)
+    log_dir = str(workdir / "tensorboard")
+    callbacks = [evaluation, CheckpointAtEpochEnd(manager), keras.callbacks.TensorBoard(log_dir)]
+    shown_test = fixed_sample(test_split, 512, preprocessing, config.data.seed)
+    callbacks.append(RetrievalExamples(shown_test[0], shown_test[1], log_dir))
+    if config.prism.enabled:
+        callbacks.append(CleanProbabilityMonitor(
+            *fixed_sample(train_split, 512, preprocessing, config.data.seed), log_dir))
     history = model.fit(
         batches, steps_per_epoch=eval_every, epochs=config.train.steps // eval_every,
-        initial_epoch=step // eval_every, verbose=verbose,
-        callbacks=[evaluation, CheckpointAtEpochEnd(manager),
-                   keras.callbacks.TensorBoard(str(workdir / "tensorboard"))])
+        initial_epoch=step // eval_every, verbose=verbose, callbacks=callbacks)
 
     metrics = dict(evaluation.last or evaluation.evaluate())
     last_epoch = {name: float(values[-1]) for name, values in history.history.items()}

@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -13,6 +14,7 @@ from configs import default
 from pipelines import experiment
 from pipelines.evaluate import evaluate
 from pipelines.train import train
+from prism_tf.monitoring import PROJECTOR_TENSOR
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--config.train.steps=40", "--config.train.eval_every=20"]
@@ -68,6 +70,22 @@ def test_a_run_writes_config_data_checkpoints_metrics_and_tensorboard(finished_r
             "epoch_learning_rate"} <= _scalar_tags(workdir / "tensorboard" / "train")
     assert {"epoch_precision_at_1", "epoch_recall_at_8", "epoch_r_precision",
             "epoch_map_at_r"} <= _scalar_tags(workdir / "tensorboard" / "validation")
+    assert {"clean_probability/all", "clean_probability/noisy", "clean_probability/clean",
+            "most_often_rejected"} <= _scalar_tags(workdir / "tensorboard" / "prism")
+    assert "queries_and_top5" in _scalar_tags(workdir / "tensorboard" / "retrieval")
+
+
+def test_the_projector_holds_the_evaluation_embeddings(finished_run):
+    projector_dir = finished_run[0] / "tensorboard" / "projector"
+    config = (projector_dir / "projector_config.pbtxt").read_text()
+    assert 'metadata_path: "metadata.tsv"' in config and 'image_path: "sprite.png"' in config
+    embeddings = tf.train.load_variable(tf.train.latest_checkpoint(str(projector_dir)),
+                                        PROJECTOR_TENSOR)
+    labels = (projector_dir / "metadata.tsv").read_text().split()
+    assert embeddings.shape == (512, 64) and len(labels) == 512
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
+    sprite = tf.io.decode_png((projector_dir / "sprite.png").read_bytes())
+    assert sprite.shape == (23 * 32, 23 * 32, 3)  # ceil(sqrt(512)) thumbnails a side
 
 
 def test_killed_run_resumes_to_the_same_result(finished_run, tmp_path):
@@ -76,7 +94,8 @@ def test_killed_run_resumes_to_the_same_result(finished_run, tmp_path):
                                stderr=subprocess.DEVNULL,
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     deadline = time.time() + 300
-    while not (workdir / "checkpoints" / "ckpt-20.index").exists():
+    # Killed once the first checkpoint is complete (its index file names it).
+    while tf.train.latest_checkpoint(str(workdir / "checkpoints")) is None:
         assert process.poll() is None and time.time() < deadline, "no checkpoint appeared"
         time.sleep(0.1)
     process.send_signal(signal.SIGKILL)

@@ -182,8 +182,10 @@ def class_balanced_indices(labels: np.ndarray, classes_per_batch: int,
 
 
 def sample_dataset(split: ImageSplit, log: Optional[CorruptImageLog] = None,
-                   channels: Optional[int] = None) -> tf.data.Dataset:
-    """Every sample in index order: dict(image uint8, label, index, is_noisy, ok)."""
+                   channels: Optional[int] = None,
+                   indices: Optional[np.ndarray] = None) -> tf.data.Dataset:
+    """Every sample (or those at `indices`) in order: dict(image uint8, label,
+    index, is_noisy, ok)."""
     log = log or CorruptImageLog()
     read = ImageReader(split, channels or source_channels(split), log)
     labels, is_noisy = tf.constant(split.labels), tf.constant(split.is_noisy)
@@ -193,8 +195,9 @@ def sample_dataset(split: ImageSplit, log: Optional[CorruptImageLog] = None,
         return dict(image=image, label=tf.gather(labels, index), index=index,
                     is_noisy=tf.gather(is_noisy, index), ok=ok)
 
-    return tf.data.Dataset.range(len(split)).map(load, num_parallel_calls=AUTOTUNE,
-                                                  deterministic=True)
+    order = (tf.data.Dataset.range(len(split)) if indices is None
+             else tf.data.Dataset.from_tensor_slices(np.asarray(indices, np.int64)))
+    return order.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
 def _replace_bad_within_groups(images, labels, is_noisy, ok, group_size):
