@@ -28,6 +28,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8"],
+        "faiss": ["faiss-cpu>=1.7"],   # optional exact kNN backend for evaluation
         # Keras 2 and TensorFlow Addons' losses; needs Python <= 3.11.
         # tensorflow-metadata 1.16+ needs protobuf 5, which TF 2.15 refuses.
         "legacy": ["tensorflow>=2.15,<2.16", "tensorflow-addons>=0.23,<0.24",

@@ -4,7 +4,9 @@ r"""Retrieval metrics of a trained run, from its checkpoint or an exported Saved
 
 Embeds the run's evaluation split (or --split=train) and prints P@1,
 Recall@1/2/4/8, R-Precision and MAP@R (leave-one-out, self excluded) as
-JSON. The workdir supplies the data config either way.
+JSON. The workdir supplies the data config either way. Exact kNN runs in
+TensorFlow a chunk of queries at a time, or in faiss when installed
+(`pip install -e ".[faiss]"`).
 """
 
 import json
@@ -26,10 +28,12 @@ def _define_flags() -> None:
     flags.DEFINE_string("saved_model", None, "Exported version folder to use instead of the checkpoint.")
     flags.DEFINE_enum("split", "test", ["test", "train"], "Which split to embed.")
     flags.DEFINE_integer("chunk_size", 1024, "Queries per similarity block.")
+    flags.DEFINE_enum("backend", "auto", ["auto", "tensorflow", "faiss"],
+                      "Exact kNN: chunked TensorFlow, or faiss (auto: faiss when installed).")
 
 
 def evaluate(workdir: str, saved_model: str = None, split: str = "test",
-             chunk_size: int = 1024) -> dict:
+             chunk_size: int = 1024, backend: str = "tensorflow") -> dict:
     """Metrics of the checkpoint in `workdir`, or of `saved_model`, on `split`."""
     config, model = experiment.restore_run(workdir)
     if saved_model:
@@ -45,7 +49,7 @@ def evaluate(workdir: str, saved_model: str = None, split: str = "test",
         embeddings.append(embed(images).numpy())
         labels.append(batch_labels.numpy())
     return retrieval_metrics(np.concatenate(embeddings), np.concatenate(labels),
-                             config.eval.recall_at, chunk_size)
+                             config.eval.recall_at, chunk_size, backend)
 
 
 def main(argv):
@@ -53,7 +57,8 @@ def main(argv):
     if not FLAGS.workdir:
         raise app.UsageError("--workdir is required")
     try:
-        metrics = evaluate(FLAGS.workdir, FLAGS.saved_model, FLAGS.split, FLAGS.chunk_size)
+        metrics = evaluate(FLAGS.workdir, FLAGS.saved_model, FLAGS.split, FLAGS.chunk_size,
+                           FLAGS.backend)
     except experiment.ConfigError as error:
         raise app.UsageError(str(error))
     print(json.dumps(metrics, indent=2))

@@ -25,28 +25,57 @@ import tensorflow as tf
 
 
 @tf.function(reduce_retracing=True)
-def _neighbour_labels(queries, gallery, labels, offset, k):
-    """Labels of the k most similar gallery rows to each query, self excluded."""
+def _top_k_others(queries, gallery, offset, k):
+    """Indices of the k most similar gallery rows to each query, self excluded."""
     similarity = tf.matmul(queries, gallery, transpose_b=True)
-    own = offset + tf.range(tf.shape(queries)[0])
+    rows = tf.range(tf.shape(queries)[0])
     similarity = tf.tensor_scatter_nd_update(
-        similarity, tf.stack([tf.range(tf.shape(queries)[0]), own], 1),
-        tf.fill([tf.shape(queries)[0]], -np.inf))
-    _, index = tf.math.top_k(similarity, k=k)
-    return tf.gather(labels, index)
+        similarity, tf.stack([rows, offset + rows], 1), tf.fill([tf.shape(queries)[0]], -np.inf))
+    return tf.math.top_k(similarity, k=k).indices
+
+
+def _neighbours_tensorflow(z: np.ndarray, k: int, chunk_size: int) -> np.ndarray:
+    gallery = tf.constant(z)
+    return np.concatenate([_top_k_others(gallery[start:start + chunk_size], gallery, start, k)
+                           .numpy() for start in range(0, len(z), chunk_size)])
+
+
+def _neighbours_faiss(z: np.ndarray, k: int) -> np.ndarray:
+    import faiss  # optional dependency
+
+    index = faiss.IndexFlatIP(z.shape[1])
+    index.add(z)
+    _, found = index.search(z, k + 1)
+    # Drop each query itself; where a tie pushed it out of the k + 1, drop the last.
+    others = found != np.arange(len(z))[:, None]
+    others[others.all(axis=1), -1] = False
+    return found[others].reshape(len(z), k)
+
+
+def _faiss_available() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def retrieval_metrics(embeddings, labels, recall_at: Sequence[int] = (1, 2, 4, 8),
-                      chunk_size: int = 1024) -> Dict[str, float]:
+                      chunk_size: int = 1024, backend: str = "tensorflow") -> Dict[str, float]:
     """P@1, Recall@K, R-Precision and MAP@R of leave-one-out retrieval.
 
     Args:
       embeddings: [N, D] (normalised here).
       labels: [N] integer labels.
       recall_at: the K of each Recall@K.
-      chunk_size: queries per similarity block.
+      chunk_size: queries per similarity block (tensorflow backend).
+      backend: "tensorflow" (exact, chunked), "faiss" (exact IndexFlatIP,
+        needs faiss-cpu or faiss-gpu) or "auto" (faiss when installed).
     """
-    z = tf.math.l2_normalize(tf.cast(tf.convert_to_tensor(embeddings), tf.float32), axis=1)
+    if backend not in ("tensorflow", "faiss", "auto"):
+        raise ValueError(f"backend must be 'tensorflow', 'faiss' or 'auto'; got {backend!r}")
+    z = tf.math.l2_normalize(tf.cast(tf.convert_to_tensor(embeddings), tf.float32),
+                             axis=1).numpy()
     labels_np = np.asarray(labels).reshape(-1)
     n = labels_np.size
     if n < 2:
@@ -54,11 +83,9 @@ def retrieval_metrics(embeddings, labels, recall_at: Sequence[int] = (1, 2, 4, 8
     _, inverse, counts = np.unique(labels_np, return_inverse=True, return_counts=True)
     r = counts[inverse] - 1
     k = int(min(n - 1, max(int(r.max()), max(recall_at))))
-    labels_t = tf.constant(labels_np)
-    rel = np.concatenate([
-        _neighbour_labels(z[start:start + chunk_size], z, labels_t, start, k).numpy()
-        == labels_np[start:start + chunk_size, None]
-        for start in range(0, n, chunk_size)])
+    use_faiss = backend == "faiss" or (backend == "auto" and _faiss_available())
+    neighbours = _neighbours_faiss(z, k) if use_faiss else _neighbours_tensorflow(z, k, chunk_size)
+    rel = labels_np[neighbours] == labels_np[:, None]
     answerable = r > 0
     rel, r = rel[answerable], r[answerable]
     within_r = np.arange(k)[None, :] < r[:, None]

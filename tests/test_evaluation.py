@@ -44,3 +44,17 @@ def test_perfect_and_hopeless_embeddings():
     assert perfect["precision_at_1"] == perfect["map_at_r"] == perfect["r_precision"] == 1.0
     with pytest.raises(ValueError, match="at least 2 embeddings"):
         retrieval_metrics(np.ones((1, 3)), [0])
+
+
+def test_faiss_backend_gives_the_same_metrics():
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 10, 300)
+    z = rng.normal(size=(300, 8)) + np.eye(10, 8)[labels] * 2.0
+    exact = retrieval_metrics(z, labels, backend="tensorflow")
+    assert retrieval_metrics(z, labels, backend="faiss") == pytest.approx(exact, abs=1e-9)
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="backend must be"):
+        retrieval_metrics(np.eye(3), [0, 0, 1], backend="annoy")
