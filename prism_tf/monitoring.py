@@ -13,6 +13,16 @@ from tensorboard.plugins import projector
 PROJECTOR_TENSOR = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
 
 
+def embed(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The model's embeddings of `images`, in batches.
+
+    Not `model.predict`: inside `fit`, Keras 2's predict replaces
+    `model.history`, so `fit` would return an empty History.
+    """
+    return np.concatenate([model(images[i:i + batch_size], training=False).numpy()
+                           for i in range(0, len(images), batch_size)])
+
+
 def displayable(images: tf.Tensor) -> tf.Tensor:
     """Each image rescaled to [0, 1] (undoes any mean/std normalisation for viewing)."""
     images = tf.cast(images, tf.float32)
@@ -47,7 +57,7 @@ class CleanProbabilityMonitor(keras.callbacks.Callback):
     def __init__(self, images: np.ndarray, labels: np.ndarray, is_noisy: np.ndarray,
                  log_dir: str, shown: int = 16):
         super().__init__()
-        self.images, self.labels = tf.constant(images), tf.constant(labels)
+        self.images, self.labels = np.asarray(images), np.asarray(labels)
         self.is_noisy = np.asarray(is_noisy, bool)
         self.writer = tf.summary.create_file_writer(str(Path(log_dir) / "prism"))
         self.rejections = np.zeros(len(labels), int)
@@ -55,7 +65,7 @@ class CleanProbabilityMonitor(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         model = self.model
-        z = model.predict(self.images, verbose=0, batch_size=256)
+        z = embed(model, self.images)
         p_clean = model.selector.clean_probability(z, self.labels, model.memory_bank).numpy()
         window = model.selector.window.numpy()[-int(model.selector.window_count.numpy()):]
         threshold = window.mean() if window.size else np.quantile(p_clean, model.selector.noise_rate)
@@ -92,7 +102,7 @@ class RetrievalExamples(keras.callbacks.Callback):
         self.queries, self.thumbnail = queries, thumbnail
 
     def _embed(self) -> np.ndarray:
-        return self.model.predict(self.images, verbose=0, batch_size=256)
+        return embed(self.model, self.images)
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         z = self._embed()
