@@ -1,5 +1,6 @@
 """What the train / evaluate / export pipelines share: config checks, data, model."""
 
+import inspect
 import json
 from pathlib import Path
 from typing import Dict, Tuple
@@ -148,7 +149,8 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, channels: i
                             config.model.embedding_dim,
                             (config.model.weights or None) if pretrained else None)
     loss_class = LOSSES[config.loss.name]
-    loss_args = {"margin": config.loss.margin} if "margin" in _init_args(loss_class) else {}
+    takes_margin = "margin" in inspect.signature(loss_class).parameters
+    loss_args = {"margin": config.loss.margin} if takes_margin else {}
     model = PrismModel(
         encoder,
         MemoryBank(config.memory.size, config.model.embedding_dim, num_classes),
@@ -163,10 +165,6 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, channels: i
     model.compile(optimizer=keras.optimizers.Adam(schedule),
                   jit_compile=config.train.jit_compile)
     return model
-
-
-def _init_args(cls) -> Tuple[str, ...]:
-    return cls.__init__.__code__.co_varnames
 
 
 def checkpoint_manager(model: PrismModel, workdir: Path) -> tf.train.CheckpointManager:

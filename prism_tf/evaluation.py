@@ -36,7 +36,8 @@ def _top_k_others(queries, gallery, offset, k):
 
 def _neighbours_tensorflow(z: np.ndarray, k: int, chunk_size: int) -> np.ndarray:
     gallery = tf.constant(z)
-    return np.concatenate([_top_k_others(gallery[start:start + chunk_size], gallery, start, k)
+    return np.concatenate([_top_k_others(gallery[start:start + chunk_size], gallery,
+                                         tf.constant(start), k)
                            .numpy() for start in range(0, len(z), chunk_size)])
 
 

@@ -177,3 +177,13 @@ def test_evaluate_and_export_refuse_a_folder_that_is_no_run(tmp_path):
     result = _run([sys.executable, "-m", "pipelines.export", f"--workdir={tmp_path}",
                    f"--export_dir={tmp_path / 'models'}"])
     assert result.returncode != 0 and "not a training workdir" in result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(experiment.LOSSES))
+def test_every_loss_name_builds_its_loss(name):
+    config = _small_config()
+    config.loss.name = name
+    model = experiment.build_model(config, num_classes=10, channels=3)
+    assert isinstance(model.batch_loss, experiment.LOSSES[name])
+    if "margin" in model.batch_loss.get_config():
+        assert model.batch_loss.margin == config.loss.margin
