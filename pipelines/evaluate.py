@@ -12,12 +12,11 @@ TensorFlow a chunk of queries at a time, or in faiss when installed
 import json
 
 from absl import app, flags
-import numpy as np
 import tensorflow as tf
 
 from pipelines import experiment
 from prism_tf.data.pipeline import eval_dataset
-from prism_tf.evaluation import retrieval_metrics
+from prism_tf.evaluation import embed_dataset, retrieval_metrics
 
 FLAGS = flags.FLAGS
 
@@ -44,12 +43,8 @@ def evaluate(workdir: str, saved_model: str = None, split: str = "test",
     train_split, test_split = experiment.load_splits(config)
     data = eval_dataset(test_split if split == "test" else train_split,
                         config.eval.batch_size, experiment.preprocessing(config))
-    embeddings, labels = [], []
-    for images, batch_labels in data:
-        embeddings.append(embed(images).numpy())
-        labels.append(batch_labels.numpy())
-    return retrieval_metrics(np.concatenate(embeddings), np.concatenate(labels),
-                             config.eval.recall_at, chunk_size, backend)
+    embeddings, labels = embed_dataset(embed, data)
+    return retrieval_metrics(embeddings, labels, config.eval.recall_at, chunk_size, backend)
 
 
 def main(argv):

@@ -5,7 +5,7 @@ from typing import Dict, Optional, Sequence
 import keras
 import tensorflow as tf
 
-from prism_tf.evaluation import retrieval_metrics
+from prism_tf.evaluation import embed_dataset, retrieval_metrics
 
 
 class CheckpointAtEpochEnd(keras.callbacks.Callback):
@@ -38,12 +38,9 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         self.last: Dict[str, float] = {}
 
     def evaluate(self) -> Dict[str, float]:
-        embeddings, labels = [], []
-        for images, batch_labels in self.dataset:
-            embeddings.append(self.model(images, training=False))
-            labels.append(batch_labels)
-        self.last = retrieval_metrics(tf.concat(embeddings, 0), tf.concat(labels, 0).numpy(),
-                                      self.recall_at)
+        embeddings, labels = embed_dataset(
+            lambda images: self.model(images, training=False), self.dataset)
+        self.last = retrieval_metrics(embeddings, labels, self.recall_at)
         return self.last
 
     def on_epoch_end(self, epoch: int, logs: Optional[Dict] = None) -> None:

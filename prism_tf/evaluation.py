@@ -18,7 +18,7 @@ left out of every mean.
 (1.0, 1.0)
 """
 
-from typing import Dict, Sequence
+from typing import Callable, Dict, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -100,3 +100,13 @@ def retrieval_metrics(embeddings, labels, recall_at: Sequence[int] = (1, 2, 4, 8
     for at in recall_at:
         metrics[f"recall_at_{at}"] = rel[:, :at].any(1).mean()
     return {name: float(value) for name, value in metrics.items()}
+
+
+def embed_dataset(embed: Callable[[tf.Tensor], tf.Tensor],
+                  dataset: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray]:
+    """(embeddings, labels) of a dataset of (images, labels) batches."""
+    embeddings, labels = [], []
+    for images, batch_labels in dataset:
+        embeddings.append(np.asarray(embed(images)))
+        labels.append(batch_labels.numpy())
+    return np.concatenate(embeddings), np.concatenate(labels)
