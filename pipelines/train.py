@@ -69,6 +69,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> 
         logging.info("No checkpoint yet in %s; starting from step 0", workdir)
     step = int(model.optimizer.iterations.numpy())
     eval_every = config.train.eval_every
+    if step >= config.train.steps and (workdir / "metrics.json").exists():
+        logging.info("%s has finished; its metrics:", workdir)
+        metrics = json.loads((workdir / "metrics.json").read_text())
+        print(json.dumps(metrics, indent=2))
+        return metrics
 
     batches = train_dataset(
         train_split, config.train.batch_size // config.data.samples_per_class,

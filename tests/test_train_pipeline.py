@@ -187,3 +187,8 @@ def test_every_loss_name_builds_its_loss(name):
     assert isinstance(model.batch_loss, experiment.LOSSES[name])
     if "margin" in model.batch_loss.get_config():
         assert model.batch_loss.margin == config.loss.margin
+
+
+def test_a_finished_run_started_again_reports_its_metrics(finished_run):
+    workdir, metrics = finished_run
+    assert train(_small_config(), str(workdir), verbose=0) == pytest.approx(metrics)

@@ -1,0 +1,34 @@
+import pytest
+
+from configs import default
+from pipelines.benchmark_accuracy import Run, benchmark, parse_noise, run_config, table
+
+
+def _tiny():
+    config = default.get_config()
+    config.train.steps, config.train.eval_every = 10, 10
+    return config
+
+
+def test_method_and_noise_overrides():
+    config = run_config(_tiny(), Run("semihard_prism", "small_cluster", 0.25, 2), 0.1)
+    assert (config.loss.name, config.prism.enabled, config.prism.memory_weight) == (
+        "triplet_semihard", True, 0.0)
+    assert (config.data.noise.kind, config.data.noise.rate, config.prism.noise_rate,
+            config.data.seed) == ("small_cluster", 0.25, 0.25, 2)
+    clean = run_config(_tiny(), Run("xbm", "none", 0.0, 0), 0.1)
+    assert clean.prism.noise_rate == 0.1 and not clean.prism.enabled
+    with pytest.raises(ValueError, match="expected kind:rate"):
+        parse_noise("symmetric:half")
+
+
+def test_grid_runs_and_tabulates(tmp_path):
+    results = benchmark(_tiny(), str(tmp_path), ["xbm", "mcl_prism"], ["symmetric:0.5"], [0, 1])
+    assert len(results) == 4 and all("precision_at_1" in m for m in results.values())
+    markdown = table(results)
+    assert "| mcl_prism | symmetric 0.5 | 2 |" in markdown and "| xbm | symmetric 0.5 | 2 |" in markdown
+    # Started again, finished runs report their metrics instead of training.
+    assert benchmark(_tiny(), str(tmp_path), ["xbm"], ["symmetric:0.5"], [0]) == {
+        Run("xbm", "symmetric", 0.5, 0): results[Run("xbm", "symmetric", 0.5, 0)]}
+    with pytest.raises(ValueError, match="unknown method"):
+        benchmark(_tiny(), str(tmp_path), ["arcface"], ["none:0"], [0])
