@@ -32,3 +32,18 @@ def test_grid_runs_and_tabulates(tmp_path):
         Run("xbm", "symmetric", 0.5, 0): results[Run("xbm", "symmetric", 0.5, 0)]}
     with pytest.raises(ValueError, match="unknown method"):
         benchmark(_tiny(), str(tmp_path), ["arcface"], ["none:0"], [0])
+
+
+def test_python_loop_baseline_selects_like_the_library():
+    import numpy as np
+
+    from pipelines.benchmark_selector import PythonLoopSelector, _filled_bank, _unit_rows
+    from prism_tf import PrismSelector
+
+    rng = np.random.default_rng(1)
+    bank = _filled_bank(rng, 500, 16, 30)
+    ours, loop = PrismSelector(0.5, 30), PythonLoopSelector(0.5, 30)
+    for _ in range(3):
+        z, labels = _unit_rows(rng, 64, 16), rng.integers(0, 30, 64)
+        expected = loop(z, labels, bank.embeddings.numpy(), bank.labels.numpy(), 30)
+        np.testing.assert_array_equal(ours(z, labels, bank)[0].numpy(), expected)
