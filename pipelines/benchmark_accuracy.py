@@ -97,7 +97,9 @@ def table(results: Dict[Run, Dict[str, float]]) -> str:
              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for (method, kind, rate), runs in groups.items():
         cells = [_mean_std([m[key] for m in runs if key in m])
-                 for key in ("precision_at_1", "map_at_r", "kept_purity", "noise_recall")]
+                 for key in ("precision_at_1", "map_at_r", "kept_purity")]
+        # With clean labels there is no noise to recall.
+        cells.append(_mean_std([m["noise_recall"] for m in runs]) if rate > 0 else "n/a")
         lines.append(f"| {method} | {kind} {rate:g} | {len(runs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -23,10 +23,13 @@ def test_method_and_noise_overrides():
 
 
 def test_grid_runs_and_tabulates(tmp_path):
-    results = benchmark(_tiny(), str(tmp_path), ["xbm", "mcl_prism"], ["symmetric:0.5"], [0, 1])
-    assert len(results) == 4 and all("precision_at_1" in m for m in results.values())
+    results = benchmark(_tiny(), str(tmp_path), ["xbm", "mcl_prism"],
+                        ["symmetric:0.5", "none:0"], [0, 1])
+    assert len(results) == 8 and all("precision_at_1" in m for m in results.values())
     markdown = table(results)
     assert "| mcl_prism | symmetric 0.5 | 2 |" in markdown and "| xbm | symmetric 0.5 | 2 |" in markdown
+    assert [line.endswith("| n/a |") for line in markdown.splitlines()[2:]] == [
+        False, True, False, True]
     # Started again, finished runs report their metrics instead of training.
     assert benchmark(_tiny(), str(tmp_path), ["xbm"], ["symmetric:0.5"], [0]) == {
         Run("xbm", "symmetric", 0.5, 0): results[Run("xbm", "symmetric", 0.5, 0)]}
