@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 from absl import app, flags
-import keras
 import numpy as np
 import tensorflow as tf
 

@@ -6,3 +6,5 @@ from prism_tf.model import PrismModel
 from prism_tf.selector import PrismSelector
 
 __version__ = "0.1.0"
+
+__all__ = ["MemoryBank", "PrismModel", "PrismSelector", "losses"]

@@ -17,7 +17,6 @@ shape; that is how PRISM drops noisy samples under XLA.
 """
 
 import dataclasses
-from typing import Optional
 
 import keras
 import tensorflow as tf

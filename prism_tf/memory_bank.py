@@ -1,6 +1,6 @@
 """A FIFO memory of past embeddings with exact per-class centres (XBM/PRISM)."""
 
-from typing import Optional, Tuple
+from typing import Tuple
 
 import keras
 import tensorflow as tf
