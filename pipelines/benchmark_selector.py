@@ -19,29 +19,19 @@ from absl import app, flags
 import numpy as np
 import tensorflow as tf
 
-from prism_tf import MemoryBank, PrismSelector
+from pipelines.benchmark_data import filled_bank, unit_rows
+from prism_tf import PrismSelector
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("classes", 11318, "Number of classes C.")
-flags.DEFINE_integer("memory", 59551, "Memory rows K.")
-flags.DEFINE_integer("dim", 512, "Embedding width D.")
-flags.DEFINE_integer("batch", 64, "Batch size B.")
-flags.DEFINE_integer("iterations", 50, "Timed calls per repetition.")
-flags.DEFINE_integer("repetitions", 5, "Interleaved repetitions; the median is kept.")
 
 
-def _unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
-    x = rng.normal(size=(n, dim)).astype("float32")
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def _filled_bank(rng, size: int, dim: int, classes: int) -> MemoryBank:
-    bank = MemoryBank(size, dim, classes)
-    chunk = 4096
-    for start in range(0, size, chunk):
-        n = min(chunk, size - start)
-        bank.enqueue(_unit_rows(rng, n, dim), rng.integers(0, classes, n))
-    return bank
+def _define_flags() -> None:
+    flags.DEFINE_integer("classes", 11318, "Number of classes C.")
+    flags.DEFINE_integer("memory", 59551, "Memory rows K.")
+    flags.DEFINE_integer("dim", 512, "Embedding width D.")
+    flags.DEFINE_integer("batch", 64, "Batch size B.")
+    flags.DEFINE_integer("iterations", 50, "Timed calls per repetition.")
+    flags.DEFINE_integer("repetitions", 5, "Interleaved repetitions; the median is kept.")
 
 
 def _time_per_call(fn: Callable[[], object], iterations: int) -> float:
@@ -93,9 +83,9 @@ def benchmark(classes: int, memory: int, dim: int, batch: int, iterations: int,
               repetitions: int) -> Dict[str, float]:
     """Median milliseconds per call of each row, measured interleaved."""
     rng = np.random.default_rng(0)
-    bank = _filled_bank(rng, memory, dim, classes)
-    centers = tf.constant(_unit_rows(rng, classes, dim))
-    z = tf.constant(_unit_rows(rng, batch, dim))
+    bank = filled_bank(rng, memory, dim, classes)
+    centers = tf.constant(unit_rows(rng, classes, dim))
+    z = tf.constant(unit_rows(rng, batch, dim))
     labels = tf.constant(rng.integers(0, classes, batch), tf.int32)
     selectors = {scoring: PrismSelector(0.5, window_size=30, scoring=scoring)
                  for scoring in ("centers", "full")}
@@ -148,4 +138,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

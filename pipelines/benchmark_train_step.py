@@ -19,7 +19,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from prism_tf import MemoryBank, PrismModel, PrismSelector
+from pipelines.benchmark_data import filled_bank
+from prism_tf import PrismModel, PrismSelector
 from prism_tf.encoders import build_encoder
 
 FLAGS = flags.FLAGS
@@ -43,12 +44,7 @@ def _define_flags() -> None:
 
 def _model(variant: Dict, jit_compile: bool) -> PrismModel:
     encoder = build_encoder(FLAGS.encoder, (FLAGS.image_size, FLAGS.image_size, 3), FLAGS.dim)
-    bank = MemoryBank(FLAGS.memory, FLAGS.dim, FLAGS.classes)
-    rng = np.random.default_rng(0)
-    for start in range(0, FLAGS.memory, FLAGS.batch):
-        rows = rng.normal(size=(FLAGS.batch, FLAGS.dim)).astype("float32")
-        bank.enqueue(rows / np.linalg.norm(rows, axis=1, keepdims=True),
-                     rng.integers(0, FLAGS.classes, FLAGS.batch))
+    bank = filled_bank(np.random.default_rng(0), FLAGS.memory, FLAGS.dim, FLAGS.classes)
     model = PrismModel(encoder, bank, PrismSelector(0.5), **variant)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), jit_compile=jit_compile)
     return model

@@ -40,13 +40,14 @@ def test_grid_runs_and_tabulates(tmp_path):
 def test_python_loop_baseline_selects_like_the_library():
     import numpy as np
 
-    from pipelines.benchmark_selector import PythonLoopSelector, _filled_bank, _unit_rows
+    from pipelines.benchmark_data import filled_bank, unit_rows
+    from pipelines.benchmark_selector import PythonLoopSelector
     from prism_tf import PrismSelector
 
     rng = np.random.default_rng(1)
-    bank = _filled_bank(rng, 500, 16, 30)
+    bank = filled_bank(rng, 500, 16, 30)
     ours, loop = PrismSelector(0.5, 30), PythonLoopSelector(0.5, 30)
     for _ in range(3):
-        z, labels = _unit_rows(rng, 64, 16), rng.integers(0, 30, 64)
+        z, labels = unit_rows(rng, 64, 16), rng.integers(0, 30, 64)
         expected = loop(z, labels, bank.embeddings.numpy(), bank.labels.numpy(), 30)
         np.testing.assert_array_equal(ours(z, labels, bank)[0].numpy(), expected)
