@@ -67,9 +67,10 @@ class CleanProbabilityMonitor(keras.callbacks.Callback):
         model = self.model
         z = embed(model, self.images)
         p_clean = model.selector.clean_probability(z, self.labels, model.memory_bank).numpy()
-        window = model.selector.window.numpy()
-        window = window[window.size - int(model.selector.window_count.numpy()):]
-        threshold = window.mean() if window.size else np.quantile(p_clean, model.selector.noise_rate)
+        if int(model.selector.window_count.numpy()):
+            threshold = float(model.selector.window_mean())
+        else:  # no threshold yet: what plain top-R would remove
+            threshold = np.quantile(p_clean, model.selector.noise_rate)
         self.rejections += p_clean <= threshold
         order = np.argsort(-self.rejections, kind="stable")[:self.shown]
         step = int(model.optimizer.iterations.numpy())

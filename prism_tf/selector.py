@@ -152,9 +152,7 @@ class PrismSelector(keras.layers.Layer):
         count = tf.where(
             appended, tf.minimum(self.window_count + 1, self.window_size),
             self.window_count)
-        in_use = tf.range(self.window_size) >= self.window_size - count
-        mean = tf.math.divide_no_nan(
-            tf.reduce_sum(tf.where(in_use, window, 0.0)), tf.cast(count, tf.float32))
+        mean = self._mean_of_newest(window, count)
         above = p_clean > mean
         use_window = tf.logical_and(count > 0, tf.reduce_any(above))
         fallback = tf.logical_and(
@@ -166,6 +164,16 @@ class PrismSelector(keras.layers.Layer):
         self.window.assign(window)
         self.window_count.assign(tf.where(fallback, 1, count))
         return keep, threshold
+
+    def window_mean(self) -> tf.Tensor:
+        """Mean of the thresholds now in the window (0 when it is empty)."""
+        return self._mean_of_newest(self.window, self.window_count)
+
+    def _mean_of_newest(self, window: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+        """Mean of the newest `count` entries of `window` (0 when count is 0)."""
+        in_use = tf.range(self.window_size) >= self.window_size - count
+        return tf.math.divide_no_nan(
+            tf.reduce_sum(tf.where(in_use, window, 0.0)), tf.cast(count, tf.float32))
 
     def get_config(self) -> dict:
         config = super().get_config()
