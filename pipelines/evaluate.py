@@ -34,11 +34,12 @@ def _define_flags() -> None:
 def evaluate(workdir: str, saved_model: str = None, split: str = "test",
              chunk_size: int = 1024, backend: str = "tensorflow") -> dict:
     """Metrics of the checkpoint in `workdir`, or of `saved_model`, on `split`."""
-    config, model = experiment.restore_run(workdir)
     if saved_model:
+        config, _ = experiment.read_run(workdir)
         signature = tf.saved_model.load(saved_model).signatures["serving_default"]
         embed = lambda images: signature(images=images)["embeddings"]  # noqa: E731
     else:
+        config, model = experiment.restore_run(workdir)
         embed = lambda images: model(images, training=False)  # noqa: E731
     train_split, test_split = experiment.load_splits(config)
     data = eval_dataset(test_split if split == "test" else train_split,

@@ -174,14 +174,20 @@ def checkpoint_manager(model: PrismModel, workdir: Path) -> tf.train.CheckpointM
     return tf.train.CheckpointManager(checkpoint, str(workdir / "checkpoints"), max_to_keep=3)
 
 
-def restore_run(workdir: str) -> Tuple[ml_collections.ConfigDict, PrismModel]:
-    """The config and the latest checkpointed model of a training workdir."""
+def read_run(workdir: str) -> Tuple[ml_collections.ConfigDict, Dict[str, object]]:
+    """The resolved config and the data report of a training workdir."""
     workdir = Path(workdir)
     for name in (CONFIG_FILE, "data.json"):
         if not (workdir / name).is_file():
             raise ConfigError(f"{workdir} is not a training workdir: no {name}")
-    config = ml_collections.ConfigDict(json.loads((workdir / CONFIG_FILE).read_text()))
-    data = json.loads((workdir / "data.json").read_text())
+    return (ml_collections.ConfigDict(json.loads((workdir / CONFIG_FILE).read_text())),
+            json.loads((workdir / "data.json").read_text()))
+
+
+def restore_run(workdir: str) -> Tuple[ml_collections.ConfigDict, PrismModel]:
+    """The config and the latest checkpointed model of a training workdir."""
+    config, data = read_run(workdir)
+    workdir = Path(workdir)
     model = build_model(config, data["train"]["classes"], data["image_shape"][2],
                         pretrained=False)
     manager = checkpoint_manager(model, workdir)
