@@ -5,6 +5,17 @@ import tensorflow as tf
 DISTANCES = ("L2", "squared-L2", "angular")
 
 
+def cosine_similarity(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """Cosine similarity of every row of `a` [N, D] with every row of `b` [M, D].
+
+    The same numbers as `l2_normalize(a) @ l2_normalize(b)^T`, but `b` is
+    scaled after the matmul: with a memory bank as `b` that saves writing a
+    normalised copy of the whole memory every step.
+    """
+    inverse_norm = tf.math.rsqrt(tf.maximum(tf.reduce_sum(tf.square(b), axis=1), 1e-12))
+    return tf.matmul(tf.math.l2_normalize(a, axis=1), b, transpose_b=True) * inverse_norm
+
+
 def pairwise_distance(a: tf.Tensor, b: tf.Tensor, metric: str = "L2") -> tf.Tensor:
     """Distances between every row of `a` [N, D] and of `b` [M, D]: [N, M].
 
@@ -12,9 +23,7 @@ def pairwise_distance(a: tf.Tensor, b: tf.Tensor, metric: str = "L2") -> tf.Tens
     "angular" 1 - cosine similarity (clipped at 0).
     """
     if metric == "angular":
-        cosine = tf.matmul(tf.math.l2_normalize(a, axis=1),
-                           tf.math.l2_normalize(b, axis=1), transpose_b=True)
-        return tf.maximum(1.0 - cosine, 0.0)
+        return tf.maximum(1.0 - cosine_similarity(a, b), 0.0)
     if metric not in DISTANCES:
         raise ValueError(f"distance must be one of {DISTANCES}; got {metric!r}")
     squared = tf.maximum(

@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 
 from prism_tf import compat
-from prism_tf.distances import DISTANCES, pairwise_distance
+from prism_tf.distances import DISTANCES, cosine_similarity, pairwise_distance
 
 # Large but finite: an empty weighted log-sum-exp must not give NaN gradients.
 _EMPTY_LOGIT = -1e4
@@ -36,8 +36,8 @@ class PairSet:
     references: tf.Tensor         # [M, D]
     same_label: tf.Tensor         # bool [B, M]
     anchor_weight: tf.Tensor      # [B]
-    reference_weight: tf.Tensor   # [B, M]: weight of each reference for each
-                                  # anchor, 0 for an anchor with itself
+    reference_weight: tf.Tensor   # [B, M] or [1, M]: weight of each reference
+                                  # for each anchor, 0 for an anchor with itself
 
     @property
     def pair_weight(self) -> tf.Tensor:
@@ -71,10 +71,9 @@ def make_pairs(labels, embeddings, sample_weight=None, ref_embeddings=None,
             raise ValueError("ref_embeddings given without ref_labels")
         references = tf.cast(tf.convert_to_tensor(ref_embeddings), tf.float32)
         ref_labels = tf.reshape(tf.cast(ref_labels, tf.int32), [-1])
+        # [1, M], broadcast where used: no [B, M] copy of a large memory's weights.
         reference_weight = (tf.ones_like(ref_labels, tf.float32) if ref_weight is None
-                            else tf.reshape(tf.cast(ref_weight, tf.float32), [-1]))
-        reference_weight = tf.broadcast_to(
-            reference_weight[None, :], [batch, tf.size(reference_weight)])
+                            else tf.reshape(tf.cast(ref_weight, tf.float32), [-1]))[None, :]
     return PairSet(
         anchors=embeddings,
         references=references,
@@ -97,11 +96,6 @@ def _weighted_logsumexp(logits: tf.Tensor, weights: tf.Tensor, axis: int) -> tf.
         weights * tf.exp(tf.where(on, logits - peak, 0.0)), axis=axis, keepdims=True)
     result = tf.math.log(tf.maximum(total, 1e-30)) + peak
     return tf.squeeze(result, axis)
-
-
-def _cosine_similarity(pairs: PairSet) -> tf.Tensor:
-    return tf.matmul(tf.math.l2_normalize(pairs.anchors, axis=1),
-                     tf.math.l2_normalize(pairs.references, axis=1), transpose_b=True)
 
 
 def _check_distance(distance: str) -> str:
@@ -147,10 +141,13 @@ class MemoryContrastiveLoss(MetricLoss):
         self.margin, self.epsilon = float(margin), float(epsilon)
 
     def compute(self, pairs: PairSet) -> tf.Tensor:
-        s = _cosine_similarity(pairs)
-        positive = tf.where(s < 1.0 - self.epsilon, pairs.positive_weight, 0.0)
-        negative = tf.where(s > self.margin, pairs.negative_weight, 0.0)
-        total = tf.reduce_sum(positive * (1.0 - s) + negative * s)
+        s = cosine_similarity(pairs.anchors, pairs.references)
+        # One [B, M] value per pair, then one weighted sum: against a memory of
+        # M rows every extra [B, M] temporary costs B x M x 4 bytes.
+        per_pair = tf.where(pairs.same_label,
+                            tf.where(s < 1.0 - self.epsilon, 1.0 - s, 0.0),
+                            tf.where(s > self.margin, s, 0.0))
+        total = tf.reduce_sum(pairs.pair_weight * per_pair)
         return tf.math.divide_no_nan(total, tf.reduce_sum(pairs.anchor_weight))
 
     def get_config(self) -> dict:
@@ -292,7 +289,7 @@ class MultiSimilarityLoss(MetricLoss):
         self.alpha, self.beta, self.base = float(alpha), float(beta), float(base)
 
     def compute(self, pairs: PairSet) -> tf.Tensor:
-        s = _cosine_similarity(pairs)
+        s = cosine_similarity(pairs.anchors, pairs.references)
         positive_weight = tf.where(pairs.same_label, pairs.reference_weight, 0.0)
         negative_weight = tf.where(pairs.same_label, 0.0, pairs.reference_weight)
         positive = _weighted_logsumexp(-self.alpha * (s - self.base), positive_weight, 1)
