@@ -14,6 +14,8 @@ Methods (config overrides on top of --config):
 - mcl_prism: the same with PRISM selection.
 - semihard: TripletSemiHard on the batch, no memory loss, no selection.
 - semihard_prism: TripletSemiHard on the kept samples; the memory only scores.
+- untrained: the encoder as initialised, not trained (a floor: on easy
+  data such as Fashion-MNIST a random CNN already retrieves well).
 PRISM's `noise_rate` is the injected rate, or --clean_noise_rate for clean labels.
 """
 
@@ -22,11 +24,15 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from absl import app, flags, logging
+import keras
 import ml_collections
 import numpy as np
 from ml_collections import config_flags
 
+from pipelines import experiment
 from pipelines.train import train
+from prism_tf.data.pipeline import eval_dataset
+from prism_tf.evaluation import embed_dataset, retrieval_metrics
 
 FLAGS = flags.FLAGS
 METHODS = {
@@ -35,6 +41,7 @@ METHODS = {
     "semihard": dict(loss="triplet_semihard", prism=False, memory_weight=0.0),
     "semihard_prism": dict(loss="triplet_semihard", prism=True, memory_weight=0.0),
 }
+UNTRAINED = "untrained"
 NOISE_SETTINGS = ("none:0", "symmetric:0.2", "symmetric:0.5", "small_cluster:0.25",
                   "small_cluster:0.5")
 
@@ -42,7 +49,8 @@ NOISE_SETTINGS = ("none:0", "symmetric:0.2", "symmetric:0.5", "small_cluster:0.2
 def _define_flags() -> None:
     config_flags.DEFINE_config_file("config", None, "Base experiment config.", lock_config=True)
     flags.DEFINE_string("root", None, "Folder holding one workdir per run.")
-    flags.DEFINE_list("methods", list(METHODS), f"Methods, from {sorted(METHODS)}.")
+    flags.DEFINE_list("methods", [UNTRAINED, *METHODS],
+                      f"Methods, from {sorted([UNTRAINED, *METHODS])}.")
     flags.DEFINE_list("noise", list(NOISE_SETTINGS), "kind:rate settings.")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (data, noise and model).")
     flags.DEFINE_float("clean_noise_rate", 0.1, "PRISM's noise_rate when labels are clean.")
@@ -74,6 +82,19 @@ def run_config(base: ml_collections.ConfigDict, run: Run,
     config.data.seed = run.seed
     config.lock()
     return config
+
+
+def untrained_metrics(config: ml_collections.ConfigDict) -> Dict[str, float]:
+    """Test-split retrieval metrics of the encoder as `train` would initialise it."""
+    train_split, test_split = experiment.load_splits(config)
+    keras.utils.set_random_seed(config.data.seed)
+    preprocessing = experiment.preprocessing(config)
+    model = experiment.build_model(config, train_split.num_classes,
+                                   preprocessing.channels_for(train_split))
+    embeddings, labels = embed_dataset(
+        lambda images: model(images, training=False),
+        eval_dataset(test_split, config.eval.batch_size, preprocessing))
+    return retrieval_metrics(embeddings, labels, config.eval.recall_at)
 
 
 def parse_noise(setting: str) -> Tuple[str, float]:
@@ -109,15 +130,24 @@ def benchmark(base: ml_collections.ConfigDict, root: str, methods: Sequence[str]
               clean_noise_rate: float = 0.1) -> Dict[Run, Dict[str, float]]:
     """Trains (or reuses) every run and returns its final metrics."""
     for method in methods:
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
-    runs = [Run(method, *parse_noise(setting), int(seed))
-            for method in methods for setting in noise for seed in seeds]
+        if method not in METHODS and method != UNTRAINED:
+            raise ValueError(f"unknown method {method!r}; expected one of "
+                             f"{sorted([UNTRAINED, *METHODS])}")
+    settings = [parse_noise(setting) for setting in noise]
     results = {}
-    for run in runs:
-        logging.info("Run %s", run.name)
-        results[run] = train(run_config(base, run, clean_noise_rate),
-                             str(Path(root) / run.name), verbose=0)
+    for method in methods:
+        if method == UNTRAINED:  # labels are not used: one row, not one per noise setting
+            for seed in seeds:
+                config = ml_collections.ConfigDict(base.to_dict())
+                config.data.seed = int(seed)
+                results[Run(UNTRAINED, "none", 0.0, int(seed))] = untrained_metrics(config)
+            continue
+        for kind, rate in settings:
+            for seed in seeds:
+                run = Run(method, kind, rate, int(seed))
+                logging.info("Run %s", run.name)
+                results[run] = train(run_config(base, run, clean_noise_rate),
+                                     str(Path(root) / run.name), verbose=0)
     return results
 
 

@@ -51,3 +51,25 @@ def test_python_loop_baseline_selects_like_the_library():
         z, labels = unit_rows(rng, 64, 16), rng.integers(0, 30, 64)
         expected = loop(z, labels, bank.embeddings.numpy(), bank.labels.numpy(), 30)
         np.testing.assert_array_equal(ours(z, labels, bank)[0].numpy(), expected)
+
+
+def test_untrained_row_is_one_per_seed_and_deterministic(tmp_path):
+    results = benchmark(_tiny(), str(tmp_path), ["untrained"], ["symmetric:0.5", "none:0"], [0])
+    assert list(results) == [Run("untrained", "none", 0.0, 0)]
+    metrics = results[Run("untrained", "none", 0.0, 0)]
+    assert 0.0 < metrics["precision_at_1"] <= 1.0 and "kept_purity" not in metrics
+    assert benchmark(_tiny(), str(tmp_path), ["untrained"], ["none:0"], [0]) == results
+    assert "| untrained | none 0 | 1 |" in table(results) and table(results).endswith("| - | n/a |\n")
+
+
+def test_scale_cell_reports_time_and_memory():
+    from pipelines.benchmark_scale import measure_cell, table
+
+    cell = measure_cell(memory=256, classes=10, dim=8, batch=4, seconds=0.0)
+    # Rows (8 floats + 1 label) and class statistics (8 floats + 1 count), 4 bytes each.
+    assert cell["bank MiB"] * 2 ** 20 == pytest.approx(4 * (256 * 9 + 10 * 9), abs=16)
+    for name in ("memory step", "memory loss + gradient"):
+        for jit in (False, True):
+            assert cell[f"{name} | jit={jit} | ms"] > 0
+            assert cell[f"{name} | jit={jit} | peak MiB"] >= 0
+    assert table({(256, 10): cell}).splitlines()[2].startswith("| 256 | 10 | 0 |")
