@@ -1,7 +1,7 @@
 r"""Benchmark: retrieval accuracy under label noise, methods side by side.
 
-    python -m pipelines.benchmark_accuracy --config=configs/default.py \
-        --root=runs/accuracy --seeds=0,1,2 --output=docs/accuracy_synthetic.md
+    python -m pipelines.benchmark_accuracy --config=configs/noise_benchmark.py:synthetic \
+        --root=runs/accuracy-synthetic --seeds=0,1,2
 
 Runs `pipelines.train` for every (method, noise, seed) in its own workdir
 under --root (finished runs report their saved metrics, interrupted ones
@@ -13,7 +13,9 @@ Methods (config overrides on top of --config):
 - xbm: MCL on the batch and on the memory, no selection.
 - mcl_prism: the same with PRISM selection.
 - semihard: TripletSemiHard on the batch, no memory loss, no selection.
-- semihard_prism: TripletSemiHard on the kept samples; the memory only scores.
+- semihard_prism: TripletSemiHard on the kept samples; the memory only scores,
+  from step 0 (the config's `prism.memory_start_step` is a warm-up for the
+  memory loss, so only xbm and mcl_prism keep it).
 - untrained: the encoder as initialised, not trained (a floor: on easy
   data such as Fashion-MNIST a random CNN already retrieves well).
 PRISM's `noise_rate` is the injected rate, or --clean_noise_rate for clean labels.
@@ -77,6 +79,8 @@ def run_config(base: ml_collections.ConfigDict, run: Run,
     config.loss.name = method["loss"]
     config.prism.enabled = method["prism"]
     config.prism.memory_weight = method["memory_weight"]
+    if not method["memory_weight"]:
+        config.prism.memory_start_step = 0
     config.data.noise.kind, config.data.noise.rate = run.noise_kind, run.noise_rate
     config.prism.noise_rate = run.noise_rate if run.noise_rate > 0 else clean_noise_rate
     config.data.seed = run.seed

@@ -11,9 +11,12 @@ def _tiny():
 
 
 def test_method_and_noise_overrides():
-    config = run_config(_tiny(), Run("semihard_prism", "small_cluster", 0.25, 2), 0.1)
-    assert (config.loss.name, config.prism.enabled, config.prism.memory_weight) == (
-        "triplet_semihard", True, 0.0)
+    base = _tiny()
+    base.prism.memory_start_step = 5
+    config = run_config(base, Run("semihard_prism", "small_cluster", 0.25, 2), 0.1)
+    assert (config.loss.name, config.prism.enabled, config.prism.memory_weight,
+            config.prism.memory_start_step) == ("triplet_semihard", True, 0.0, 0)
+    assert run_config(base, Run("mcl_prism", "none", 0.0, 0), 0.1).prism.memory_start_step == 5
     assert (config.data.noise.kind, config.data.noise.rate, config.prism.noise_rate,
             config.data.seed) == ("small_cluster", 0.25, 0.25, 2)
     clean = run_config(_tiny(), Run("xbm", "none", 0.0, 0), 0.1)

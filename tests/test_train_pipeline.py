@@ -143,7 +143,8 @@ def test_unknown_config_key_is_refused(tmp_path):
     assert not (tmp_path / "w").exists()
 
 
-@pytest.mark.parametrize("name", ["default", "fashion_mnist", "cars196", "cub200", "sop", "cars98n"])
+@pytest.mark.parametrize("name", ["default", "fashion_mnist", "cars196", "cub200", "sop", "cars98n",
+                                  "noise_benchmark"])
 def test_every_config_has_the_shared_keys_and_passes_its_checks(name):
     module = __import__(f"configs.{name}", fromlist=["get_config"])
     config = module.get_config()
