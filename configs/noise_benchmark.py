@@ -24,4 +24,7 @@ def get_config(dataset: str = "synthetic") -> ml_collections.ConfigDict:
     config = DATASETS[dataset].get_config()
     config.train.learning_rate = 3e-4
     config.prism.memory_start_step = config.train.steps // 2
+    if dataset == "fashion_mnist":
+        # 50% small-cluster noise leaves 5 of the 10 classes: P x K = 4 x 16.
+        config.data.samples_per_class = 16
     return config

@@ -23,6 +23,8 @@ from typing import Callable, Dict, List, Sequence, Tuple
 from absl import app, flags
 import numpy as np
 
+# TensorFlow and prism_tf are imported inside the worker functions: the
+# parent process only schedules cells and should not hold a runtime.
 FLAGS = flags.FLAGS
 MIB = 2 ** 20
 
