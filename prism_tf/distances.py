@@ -8,9 +8,10 @@ DISTANCES = ("L2", "squared-L2", "angular")
 def cosine_similarity(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     """Cosine similarity of every row of `a` [N, D] with every row of `b` [M, D].
 
-    The same numbers as `l2_normalize(a) @ l2_normalize(b)^T`, but `b` is
-    scaled after the matmul: with a memory bank as `b` that saves writing a
-    normalised copy of the whole memory every step.
+    The same numbers as `l2_normalize(a) @ l2_normalize(b)^T`, but `b`'s
+    norms are applied after the matmul, so with a memory bank as `b` no
+    normalised copy of the memory is written each step (computing the
+    squared norms still makes one [M, D] temporary; docs/BENCHMARKS.md).
     """
     inverse_norm = tf.math.rsqrt(tf.maximum(tf.reduce_sum(tf.square(b), axis=1), 1e-12))
     return tf.matmul(tf.math.l2_normalize(a, axis=1), b, transpose_b=True) * inverse_norm
