@@ -132,7 +132,8 @@ def table(results: Dict[Run, Dict[str, float]]) -> str:
 def benchmark(base: ml_collections.ConfigDict, root: str, methods: Sequence[str],
               noise: Sequence[str], seeds: Sequence[int],
               clean_noise_rate: float = 0.1) -> Dict[Run, Dict[str, float]]:
-    """Trains (or reuses) every run and returns its final metrics."""
+    """Trains (or reuses) every run and returns its final metrics; the
+    untrained rows are evaluated without training (or a workdir)."""
     for method in methods:
         if method not in METHODS and method != UNTRAINED:
             raise ValueError(f"unknown method {method!r}; expected one of "
@@ -144,6 +145,7 @@ def benchmark(base: ml_collections.ConfigDict, root: str, methods: Sequence[str]
             for seed in seeds:
                 config = ml_collections.ConfigDict(base.to_dict())
                 config.data.seed = int(seed)
+                config.data.noise.kind, config.data.noise.rate = "none", 0.0
                 results[Run(UNTRAINED, "none", 0.0, int(seed))] = untrained_metrics(config)
             continue
         for kind, rate in settings:
