@@ -33,8 +33,6 @@ from ml_collections import config_flags
 
 from pipelines import experiment
 from pipelines.train import train
-from prism_tf.data.pipeline import eval_dataset
-from prism_tf.evaluation import embed_dataset, retrieval_metrics
 
 FLAGS = flags.FLAGS
 METHODS = {
@@ -95,10 +93,8 @@ def untrained_metrics(config: ml_collections.ConfigDict) -> Dict[str, float]:
     preprocessing = experiment.preprocessing(config)
     model = experiment.build_model(config, train_split.num_classes,
                                    preprocessing.channels_for(train_split))
-    embeddings, labels = embed_dataset(
-        lambda images: model(images, training=False),
-        eval_dataset(test_split, config.eval.batch_size, preprocessing))
-    return retrieval_metrics(embeddings, labels, config.eval.recall_at)
+    return experiment.retrieval_on(test_split, config,
+                                   lambda images: model(images, training=False))
 
 
 def parse_noise(setting: str) -> Tuple[str, float]:

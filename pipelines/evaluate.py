@@ -15,8 +15,6 @@ from absl import app, flags
 import tensorflow as tf
 
 from pipelines import experiment
-from prism_tf.data.pipeline import eval_dataset
-from prism_tf.evaluation import embed_dataset, retrieval_metrics
 
 FLAGS = flags.FLAGS
 
@@ -42,10 +40,8 @@ def evaluate(workdir: str, saved_model: str = None, split: str = "test",
         config, model = experiment.restore_run(workdir)
         embed = lambda images: model(images, training=False)  # noqa: E731
     train_split, test_split = experiment.load_splits(config)
-    data = eval_dataset(test_split if split == "test" else train_split,
-                        config.eval.batch_size, experiment.preprocessing(config))
-    embeddings, labels = embed_dataset(embed, data)
-    return retrieval_metrics(embeddings, labels, config.eval.recall_at, chunk_size, backend)
+    return experiment.retrieval_on(test_split if split == "test" else train_split, config,
+                                   embed, chunk_size, backend)
 
 
 def main(argv):

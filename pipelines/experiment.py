@@ -3,7 +3,7 @@
 import inspect
 import json
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Callable, Dict, Tuple
 
 import keras
 import ml_collections
@@ -12,8 +12,9 @@ import tensorflow as tf
 from prism_tf import MemoryBank, PrismModel, PrismSelector, losses
 from prism_tf.data import (ImageSplit, csv_list, fashion_mnist, image_folder, split_classes,
                            synthetic, tfds_dataset)
-from prism_tf.data.pipeline import Preprocessing
+from prism_tf.data.pipeline import Preprocessing, eval_dataset
 from prism_tf.encoders import build_encoder
+from prism_tf.evaluation import embed_dataset, retrieval_metrics
 
 LOSSES = {
     "mcl": losses.MemoryContrastiveLoss,
@@ -138,6 +139,16 @@ def preprocessing(config: ml_collections.ConfigDict) -> Preprocessing:
     data = config.data
     return Preprocessing(image_size=data.image_size, crop_scale=tuple(data.crop_scale),
                          mean=tuple(data.mean) or None, std=tuple(data.std) or None)
+
+
+def retrieval_on(split: ImageSplit, config: ml_collections.ConfigDict,
+                 embed: Callable[[tf.Tensor], tf.Tensor], chunk_size: int = 1024,
+                 backend: str = "tensorflow") -> Dict[str, float]:
+    """Leave-one-out retrieval metrics of `embed` on `split`, preprocessed
+    for evaluation as the config says."""
+    data = eval_dataset(split, config.eval.batch_size, preprocessing(config))
+    embeddings, labels = embed_dataset(embed, data)
+    return retrieval_metrics(embeddings, labels, config.eval.recall_at, chunk_size, backend)
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int, channels: int,
