@@ -1,6 +1,10 @@
-"""Random inputs the speed benchmarks share."""
+"""What the speed benchmarks share: random inputs and a timer."""
+
+import time
+from typing import Callable
 
 import numpy as np
+import tensorflow as tf
 
 from prism_tf import MemoryBank
 
@@ -19,3 +23,12 @@ def filled_bank(rng: np.random.Generator, size: int, dim: int, classes: int,
         n = min(chunk, size - start)
         bank.enqueue(unit_rows(rng, n, dim), rng.integers(0, classes, n))
     return bank
+
+
+def time_per_call(fn: Callable[[], object], iterations: int) -> float:
+    """Seconds per call over `iterations` calls, waiting for the last result."""
+    start = time.perf_counter()
+    for _ in range(iterations):
+        result = fn()
+    tf.nest.map_structure(lambda t: t.numpy(), result)
+    return (time.perf_counter() - start) / iterations

@@ -41,15 +41,15 @@ def _measure(fn: Callable[[], object], seconds: float) -> Tuple[float, float]:
     """(median ms per call, peak MiB allocated on top of what was held before)."""
     import tensorflow as tf
 
+    from pipelines.benchmark_data import time_per_call
+
     fn()  # trace and compile outside the measurement
     tf.config.experimental.reset_memory_stats("CPU:0")
     before = tf.config.experimental.get_memory_info("CPU:0")["current"]
     times: List[float] = []
     deadline = time.perf_counter() + seconds
     while len(times) < 3 or time.perf_counter() < deadline:
-        start = time.perf_counter()
-        tf.nest.map_structure(lambda t: t.numpy(), fn())
-        times.append(time.perf_counter() - start)
+        times.append(time_per_call(fn, 1))
     peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
     return 1e3 * float(np.median(times)), (peak - before) / MIB
 

@@ -12,14 +12,13 @@ enqueue of the kept rows (a full PRISM memory step), the unaccelerated
 as a per-sample Python loop (NumPy inside), timed on fewer calls.
 """
 
-import time
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 from absl import app, flags
 import numpy as np
 import tensorflow as tf
 
-from pipelines.benchmark_data import filled_bank, unit_rows
+from pipelines.benchmark_data import filled_bank, time_per_call, unit_rows
 from prism_tf import PrismSelector
 
 FLAGS = flags.FLAGS
@@ -32,15 +31,6 @@ def _define_flags() -> None:
     flags.DEFINE_integer("batch", 64, "Batch size B.")
     flags.DEFINE_integer("iterations", 50, "Timed calls per repetition.")
     flags.DEFINE_integer("repetitions", 5, "Interleaved repetitions; the median is kept.")
-
-
-def _time_per_call(fn: Callable[[], object], iterations: int) -> float:
-    """Seconds per call, waiting for the last result."""
-    start = time.perf_counter()
-    for _ in range(iterations):
-        result = fn()
-    tf.nest.map_structure(lambda t: t.numpy(), result)
-    return (time.perf_counter() - start) / iterations
 
 
 class PythonLoopSelector:
@@ -115,11 +105,11 @@ def benchmark(classes: int, memory: int, dim: int, batch: int, iterations: int,
         loop(z_np, labels_np, memory, memory_labels, classes))
     times: Dict[str, List[float]] = {name: [] for name in rows}
     for fn in rows.values():
-        _time_per_call(fn, 2)  # trace and compile
+        time_per_call(fn, 2)  # trace and compile
     for _ in range(repetitions):
         for name, fn in rows.items():
             slow = name.startswith("per-sample")
-            times[name].append(_time_per_call(fn, max(1, iterations // 25) if slow else iterations))
+            times[name].append(time_per_call(fn, max(1, iterations // 25) if slow else iterations))
     return {name: 1e3 * float(np.median(values)) for name, values in times.items()}
 
 
