@@ -25,6 +25,8 @@ setup(
         "ml-collections>=0.1.1",
         "tensorboard>=2.15",
         "numpy>=1.26",
+        # PredictRequest / PredictionLog protos: warm-up records and the client.
+        "tensorflow-serving-api>=2.15.1",
     ],
     extras_require={
         "test": ["pytest>=8"],

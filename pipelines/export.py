@@ -3,8 +3,14 @@ r"""Export a trained run's encoder as a SavedModel for TF Serving.
     python -m pipelines.export --workdir=runs/default --export_dir=/models/prism
 
 Writes `EXPORT_DIR/<version>/` (next integer version unless --version),
-atomically; see `prism_tf.export` for the two signatures.
+atomically; see `prism_tf.export` for the two signatures and the
+`assets.extra/` files (preprocessing contract, TF Serving warm-up requests).
+A run that has not reached `train.steps` is refused unless
+--allow_unfinished; an existing version is never overwritten.
 """
+
+from pathlib import Path
+from typing import Optional
 
 from absl import app, flags
 
@@ -19,6 +25,22 @@ def _define_flags() -> None:
     flags.DEFINE_string("workdir", None, "Training workdir whose latest checkpoint is exported.")
     flags.DEFINE_string("export_dir", None, "Folder TF Serving watches.")
     flags.DEFINE_integer("version", None, "Version number; default: the next free one.")
+    flags.DEFINE_bool("allow_unfinished", False,
+                      "Export the latest checkpoint of a run that has not finished its steps.")
+
+
+def export_run(workdir: str, export_dir: str, version: Optional[int] = None,
+               allow_unfinished: bool = False) -> Path:
+    """Exports the latest checkpoint of `workdir`; returns the version folder."""
+    config, model = experiment.restore_run(workdir)
+    step = int(model.optimizer.iterations.numpy())
+    if step < config.train.steps and not allow_unfinished:
+        raise experiment.ConfigError(
+            f"{workdir} is at step {step} of {config.train.steps}: not finished. "
+            "Finish it (run the same train command again) or pass --allow_unfinished.")
+    preprocessing = experiment.preprocessing(config)
+    channels = model.encoder.input_shape[-1]
+    return export_saved_model(model.encoder, export_dir, preprocessing, channels, version)
 
 
 def main(argv):
@@ -26,11 +48,8 @@ def main(argv):
     if not FLAGS.workdir or not FLAGS.export_dir:
         raise app.UsageError("--workdir and --export_dir are required")
     try:
-        config, model = experiment.restore_run(FLAGS.workdir)
-        preprocessing = experiment.preprocessing(config)
-        channels = model.encoder.input_shape[-1]
-        path = export_saved_model(model.encoder, FLAGS.export_dir, preprocessing, channels,
-                                  FLAGS.version)
+        path = export_run(FLAGS.workdir, FLAGS.export_dir, FLAGS.version,
+                          FLAGS.allow_unfinished)
     except (experiment.ConfigError, FileExistsError) as error:
         raise app.UsageError(str(error))
     print(f"exported {path}")

@@ -1,32 +1,50 @@
 """Export an encoder as a versioned SavedModel for TF Serving.
 
-Two signatures:
-- `serving_default`: float images [N, S, S, C], preprocessed as in training
-  evaluation, -> L2-normalised embeddings [N, D].
-- `embed_encoded`: JPEG/PNG bytes [N] -> decode, evaluation preprocessing
-  (resize, centre crop, normalise) -> the same embeddings. Malformed bytes
+Two signatures, both returning `embeddings` [N, D], L2-normalised float32:
+- `serving_default`: `images` [N, S, S, C] float32, already preprocessed
+  as in evaluation (see `serving_contract`).
+- `embed_encoded`: `encoded_images` [N] JPEG/PNG/GIF/BMP bytes -> decode,
+  evaluation preprocessing (resize, centre crop, normalise). Malformed bytes
   make the call fail with InvalidArgumentError; the server keeps running.
+
+`assets.extra/` carries what a client and the server need beside the graph:
+`preprocessing.json` (the input contract of both signatures) and
+`tf_serving_warmup_requests` (one PredictionLog per signature, which TF
+Serving replays at load so that the first real request is not slow).
 
 A version is written to a hidden temporary folder beside it and renamed into
 `export_dir/<version>` only when complete, so TF Serving, which watches
 `export_dir`, never sees a half-written version.
 """
 
+import base64
+import json
 import os
 import shutil
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from prism_tf import compat
 from prism_tf.data.pipeline import Preprocessing
+
+SIGNATURES = ("serving_default", "embed_encoded")
+CONTRACT_FILE = "preprocessing.json"
+WARMUP_FILE = "tf_serving_warmup_requests"
 
 
 class _Embedder(tf.Module):
     def __init__(self, encoder: keras.Model, preprocessing: Preprocessing, channels: int):
         super().__init__()
         self.encoder = encoder
+        # The TF1 loader (TF Serving, `saved_model_cli run`) restores only the
+        # tf.Variables named in the object graph; Keras 3 tracks its own
+        # Variable wrappers, so the functions' captures were left
+        # uninitialised there. Tracking the tf.Variables themselves fixes that.
+        self.encoder_variables = [compat.tf_variable(v) for v in encoder.variables]
         self.preprocessing = preprocessing
         self.channels = channels
         size = preprocessing.image_size
@@ -49,6 +67,109 @@ class _Embedder(tf.Module):
         images = tf.map_fn(prepare, encoded_images, fn_output_signature=tf.TensorSpec(
             [size, size, self.channels], tf.float32))
         return self._embed(images)
+
+
+def serving_contract(preprocessing: Preprocessing, channels: int,
+                     embedding_dim: int) -> Dict[str, object]:
+    """What a client must know to call the export: `assets.extra/preprocessing.json`.
+
+    >>> contract = serving_contract(Preprocessing(image_size=32), 3, 64)
+    >>> contract["serving_default"]["inputs"]["images"]["shape"]
+    [-1, 32, 32, 3]
+    >>> contract["preprocessing"]["resize_shorter_side_to"]
+    37
+    """
+    size = preprocessing.image_size
+    as_list = lambda values: None if values is None else [float(v) for v in values]  # noqa: E731
+    return {
+        "preprocessing": {
+            "image_size": size,
+            "channels": channels,
+            "resize_shorter_side_to": int(round(size * preprocessing.eval_resize)),
+            "eval_resize": float(preprocessing.eval_resize),
+            "crop": f"centre {size} x {size}",
+            "value_range": "pixels in [0, 255] are divided by 255, then (x - mean) / std",
+            "mean": as_list(preprocessing.mean),
+            "std": as_list(preprocessing.std),
+        },
+        "serving_default": {
+            "inputs": {"images": {"dtype": "float32", "shape": [-1, size, size, channels],
+                                  "meaning": "images already preprocessed as above"}},
+            "outputs": {"embeddings": {"dtype": "float32", "shape": [-1, embedding_dim],
+                                       "meaning": "L2-normalised; compare by dot product"}},
+        },
+        "embed_encoded": {
+            "inputs": {"encoded_images": {"dtype": "string", "shape": [-1],
+                                          "meaning": "JPEG/PNG/GIF/BMP file bytes, any size; "
+                                                     "the model preprocesses them as above"}},
+            "outputs": {"embeddings": {"dtype": "float32", "shape": [-1, embedding_dim],
+                                       "meaning": "L2-normalised; compare by dot product"}},
+        },
+    }
+
+
+def preprocessing_from_contract(contract: Dict[str, object]) -> Preprocessing:
+    """The evaluation preprocessing a `serving_contract` describes."""
+    spec = contract["preprocessing"]
+    optional = lambda values: None if values is None else tuple(values)  # noqa: E731
+    return Preprocessing(image_size=spec["image_size"], channels=spec["channels"],
+                         eval_resize=spec["eval_resize"], mean=optional(spec["mean"]),
+                         std=optional(spec["std"]))
+
+
+def predict_request(signature: str, inputs: Dict[str, np.ndarray], model_name: str = ""):
+    """A TF Serving gRPC `PredictRequest` for `signature` with these inputs."""
+    # Imported here: only serving needs the protos.
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature
+    for name, value in inputs.items():
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+    return request
+
+
+def rest_body(signature: str, inputs: Dict[str, np.ndarray]) -> Dict[str, object]:
+    """A TF Serving REST `:predict` body (row format); bytes go as {"b64": ...}.
+
+    >>> body = rest_body("embed_encoded", {"encoded_images": np.array([b"ab"], dtype=object)})
+    >>> body["instances"]
+    [{'encoded_images': {'b64': 'YWI='}}]
+    """
+    def value(item):
+        if isinstance(item, bytes):
+            return {"b64": base64.b64encode(item).decode("ascii")}
+        return item.tolist()
+
+    count = len(next(iter(inputs.values())))
+    return {"signature_name": signature,
+            "instances": [{name: value(array[i]) for name, array in inputs.items()}
+                          for i in range(count)]}
+
+
+def warmup_requests(preprocessing: Preprocessing, channels: int) -> Dict[str, Dict[str, np.ndarray]]:
+    """One small request per signature: {signature: {input name: value}}."""
+    size = preprocessing.image_size
+    grey = np.full([size, size, channels], 128, np.uint8)
+    png = tf.io.encode_png(grey).numpy()
+    images = preprocessing.normalize(grey).numpy()[None]
+    return {"serving_default": {"images": images},
+            "embed_encoded": {"encoded_images": np.array([png], dtype=object)}}
+
+
+def write_warmup_file(path: Path, requests: Dict[str, Dict[str, np.ndarray]]) -> None:
+    """Writes TF Serving's warm-up file: a TFRecord of PredictionLog records."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for signature, inputs in requests.items():
+            # No model name: TF Serving replays warm-up records against the
+            # model being loaded, whatever name it is served under.
+            request = predict_request(signature, inputs)
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
 
 
 def next_version(export_dir: Path) -> int:
@@ -75,6 +196,11 @@ def export_saved_model(encoder: keras.Model, export_dir: str, preprocessing: Pre
     try:
         tf.saved_model.save(module, str(temporary), signatures={
             "serving_default": module.embed, "embed_encoded": module.embed_encoded})
+        extra = temporary / "assets.extra"
+        extra.mkdir()
+        contract = serving_contract(preprocessing, channels, int(encoder.output_shape[-1]))
+        (extra / CONTRACT_FILE).write_text(json.dumps(contract, indent=2))
+        write_warmup_file(extra / WARMUP_FILE, warmup_requests(preprocessing, channels))
         temporary.rename(final)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)

@@ -1,18 +1,29 @@
+"""Exports, loaded the way TF Serving loads them (a TF1 session and its saver)."""
+
+import json
 import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from prism_tf import MemoryBank, PrismModel, PrismSelector
+from prism_tf import MemoryBank, PrismModel, PrismSelector, compat
 from prism_tf.data.pipeline import Preprocessing
 from prism_tf.encoders import small_cnn
-from prism_tf.export import export_saved_model
+from prism_tf.export import (CONTRACT_FILE, WARMUP_FILE, export_saved_model,
+                             preprocessing_from_contract)
+from tests import serving
 
+ROOT = Path(__file__).resolve().parents[1]
 PRE = Preprocessing(image_size=16, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+QUIET = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+# Where `make` puts the legacy stack (TF 2.15); CI sets PRISM_REQUIRE_LEGACY_RUNTIME=1
+# so that the cross-version test cannot be skipped there.
+LEGACY_PYTHON = Path(os.environ.get("PRISM_LEGACY_PYTHON", ROOT / ".venv-legacy/bin/python"))
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +34,22 @@ def exported(tmp_path_factory):
     return model, export_dir, path
 
 
-def _pngs(n=3, size=(20, 18)):
-    rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 255, (n, *size, 3), dtype=np.uint8)
-    return pixels, [tf.io.encode_png(p).numpy() for p in pixels]
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Three PNG files, their preprocessed pixels and their file bytes."""
+    folder = tmp_path_factory.mktemp("images")
+    pixels = np.random.default_rng(0).integers(0, 255, (3, 20, 18, 3), dtype=np.uint8)
+    paths = []
+    for i, p in enumerate(pixels):
+        paths.append(folder / f"image_{i}.png")
+        paths[-1].write_bytes(tf.io.encode_png(p).numpy())
+    preprocessed = np.stack([PRE.eval_view(tf.constant(p)).numpy() for p in pixels])
+    encoded = np.array([p.read_bytes() for p in paths], dtype=object)
+    return paths, preprocessed, encoded
+
+
+def _cli(name):
+    return os.path.join(os.path.dirname(sys.executable), name)
 
 
 def test_versions_are_numbered_and_never_overwritten(exported):
@@ -39,43 +62,183 @@ def test_versions_are_numbered_and_never_overwritten(exported):
         export_saved_model(model.encoder, str(export_dir), PRE, channels=3, version=1)
 
 
-def test_fresh_process_loads_it_and_matches_keras(exported, tmp_path):
+def test_the_tf1_loader_serves_both_signatures_like_keras(exported, images):
     model, _, path = exported
-    pixels, encoded = _pngs()
-    images = np.stack([PRE.eval_view(tf.constant(p)).numpy() for p in pixels])
-    expected = model.predict(images, verbose=0)
-    np.save(tmp_path / "images.npy", images)
-    np.save(tmp_path / "encoded.npy", np.array(encoded, dtype=object), allow_pickle=True)
-    script = textwrap.dedent(f"""
-        import numpy as np, tensorflow as tf
-        loaded = tf.saved_model.load({str(path)!r})
-        images = np.load({str(tmp_path / 'images.npy')!r})
-        encoded = np.load({str(tmp_path / 'encoded.npy')!r}, allow_pickle=True)
-        a = loaded.signatures["serving_default"](images=tf.constant(images))["embeddings"]
-        b = loaded.signatures["embed_encoded"](encoded_images=tf.constant(list(encoded)))["embeddings"]
-        np.save({str(tmp_path / 'a.npy')!r}, a.numpy()); np.save({str(tmp_path / 'b.npy')!r}, b.numpy())
-        try:
-            loaded.signatures["embed_encoded"](encoded_images=tf.constant([b"not an image"]))
-            print("NO ERROR")
-        except tf.errors.InvalidArgumentError:
-            print("BAD BYTES REFUSED")
-        """)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env=env, timeout=300)
+    _, preprocessed, encoded = images
+    expected = model.predict(preprocessed, verbose=0)
+    with serving.tf1_loaded(path) as predict:
+        np.testing.assert_allclose(predict("serving_default", {"images": preprocessed}),
+                                   expected, atol=1e-5)
+        np.testing.assert_allclose(predict("embed_encoded", {"encoded_images": encoded}),
+                                   expected, atol=1e-5)
+        with pytest.raises(tf.errors.InvalidArgumentError):
+            predict("embed_encoded", {"encoded_images": np.array([b"not an image"], object)})
+
+
+@pytest.mark.parametrize("signature", ["serving_default", "embed_encoded"])
+def test_saved_model_cli_run_answers(exported, images, tmp_path, signature):
+    model, _, path = exported
+    _, preprocessed, encoded = images
+    if signature == "serving_default":
+        np.save(tmp_path / "x.npy", preprocessed)
+        argument = "images=" + str(tmp_path / "x.npy")
+    else:
+        # Fixed-width bytes need no pickle; PNG files never end in NUL bytes.
+        np.save(tmp_path / "x.npy", encoded.astype(bytes))
+        argument = "encoded_images=" + str(tmp_path / "x.npy")
+    result = subprocess.run(
+        [_cli("saved_model_cli"), "run", "--dir", str(path), "--tag_set", "serve",
+         "--signature_def", signature, "--inputs", argument, "--outdir", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300, env=QUIET)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "BAD BYTES REFUSED" in result.stdout
-    np.testing.assert_allclose(np.load(tmp_path / "a.npy"), expected, atol=1e-5)
-    np.testing.assert_allclose(np.load(tmp_path / "b.npy"), expected, atol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "embeddings.npy"),
+                               model.predict(preprocessed, verbose=0), atol=1e-5)
 
 
 def test_saved_model_cli_shows_both_signatures(exported):
     _, _, path = exported
-    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    result = subprocess.run([cli, "show", "--dir", str(path), "--all"], capture_output=True,
-                            text=True, timeout=300,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    result = subprocess.run([_cli("saved_model_cli"), "show", "--dir", str(path), "--all"],
+                            capture_output=True, text=True, timeout=300, env=QUIET)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "signature_def['serving_default']" in result.stdout
     assert "signature_def['embed_encoded']" in result.stdout
     assert "(-1, 16, 16, 3)" in result.stdout and "embeddings" in result.stdout
+
+
+def test_a_fresh_tf2_process_loads_it_too(exported, images, tmp_path):
+    model, _, path = exported
+    _, preprocessed, _ = images
+    np.save(tmp_path / "images.npy", preprocessed)
+    script = textwrap.dedent(f"""
+        import numpy as np, tensorflow as tf
+        loaded = tf.saved_model.load({str(path)!r})
+        images = tf.constant(np.load({str(tmp_path / 'images.npy')!r}))
+        np.save({str(tmp_path / 'a.npy')!r},
+                loaded.signatures["serving_default"](images=images)["embeddings"].numpy())
+        """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=QUIET, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "a.npy"), model.predict(preprocessed, verbose=0),
+                               atol=1e-5)
+
+
+def test_the_contract_says_how_to_preprocess(exported, images):
+    _, _, path = exported
+    contract = json.loads((path / "assets.extra" / CONTRACT_FILE).read_text())
+    assert contract["preprocessing"]["image_size"] == 16
+    assert contract["preprocessing"]["channels"] == 3
+    assert contract["preprocessing"]["mean"] == [0.5] * 3
+    assert contract["preprocessing"]["std"] == [0.25] * 3
+    assert contract["serving_default"]["inputs"]["images"]["shape"] == [-1, 16, 16, 3]
+    assert contract["embed_encoded"]["outputs"]["embeddings"]["shape"] == [-1, 8]
+    rebuilt = preprocessing_from_contract(contract)
+    pixels = np.random.default_rng(1).integers(0, 255, (23, 19, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(rebuilt.eval_view(pixels).numpy(),
+                                  PRE.eval_view(pixels).numpy())
+
+
+def test_warmup_records_parse_and_answer_through_the_tf1_session(exported):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    model, _, path = exported
+    records = list(tf.data.TFRecordDataset(str(path / "assets.extra" / WARMUP_FILE)))
+    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in records]
+    assert sorted(log.predict_log.request.model_spec.signature_name for log in logs) == [
+        "embed_encoded", "serving_default"]
+    with serving.tf1_loaded(path) as predict:
+        answers = {}
+        for log in logs:
+            request = log.predict_log.request
+            answers[request.model_spec.signature_name] = predict(
+                request.model_spec.signature_name, serving.inputs_from_grpc(request))
+    for answer in answers.values():
+        assert answer.shape == (1, 8) and np.isfinite(answer).all()
+    # Both are the same mid-grey image, once as floats and once as a PNG.
+    np.testing.assert_allclose(answers["serving_default"], answers["embed_encoded"], atol=1e-5)
+
+
+def test_an_export_from_this_stack_serves_in_the_legacy_runtime(exported, images, tmp_path):
+    if not compat.KERAS_3:
+        pytest.skip("this is the legacy stack; the primary suite runs this test")
+    if not LEGACY_PYTHON.exists():
+        if os.environ.get("PRISM_REQUIRE_LEGACY_RUNTIME"):
+            pytest.fail(f"no legacy runtime at {LEGACY_PYTHON}")
+        pytest.skip(f"no legacy runtime at {LEGACY_PYTHON} (make .venv-legacy/.installed)")
+    model, _, path = exported
+    _, preprocessed, encoded = images
+    np.save(tmp_path / "images.npy", preprocessed)
+    np.save(tmp_path / "encoded.npy", encoded.astype(bytes))
+    script = textwrap.dedent(f"""
+        import numpy as np, tensorflow as tf
+        assert tf.__version__.startswith("2.15"), tf.__version__
+        from tests import serving
+        with serving.tf1_loaded({str(path)!r}) as predict:
+            a = predict("serving_default", {{"images": np.load({str(tmp_path / 'images.npy')!r})}})
+            b = predict("embed_encoded",
+                        {{"encoded_images": np.load({str(tmp_path / 'encoded.npy')!r})}})
+        np.save({str(tmp_path / 'a.npy')!r}, a); np.save({str(tmp_path / 'b.npy')!r}, b)
+        """)
+    result = subprocess.run([str(LEGACY_PYTHON), "-c", script], capture_output=True, text=True,
+                            env=QUIET, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = model.predict(preprocessed, verbose=0)
+    np.testing.assert_allclose(np.load(tmp_path / "a.npy"), expected, atol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "b.npy"), expected, atol=1e-5)
+
+
+def _serve_request(*args):
+    return subprocess.run([sys.executable, "-m", "pipelines.serve_request", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=QUIET)
+
+
+@pytest.mark.parametrize("signature", ["embed_encoded", "serving_default"])
+def test_the_clients_rest_request_is_what_the_export_answers(exported, images, signature):
+    model, _, path = exported
+    paths, preprocessed, _ = images
+    result = _serve_request("--images", *map(str, paths), "--format=rest",
+                            f"--signature={signature}", f"--contract={path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    body = json.loads(result.stdout)
+    assert body["signature_name"] == signature and len(body["instances"]) == 3
+    with serving.tf1_loaded(path) as predict:
+        answer = predict(signature, serving.inputs_from_rest(body))
+    np.testing.assert_allclose(answer, model.predict(preprocessed, verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("api", ["rest", "grpc"])
+def test_the_client_gets_embeddings_from_a_server(exported, images, api):
+    model, _, path = exported
+    paths, preprocessed, _ = images
+    start = serving.rest_server if api == "rest" else serving.grpc_server
+    with serving.tf1_loaded(path) as predict, start(predict, "prism") as address:
+        result = _serve_request("--images", *map(str, paths), f"--format={api}",
+                                f"--server={address}", "--model_name=prism")
+    assert result.returncode == 0, result.stderr[-2000:]
+    answer = json.loads(result.stdout)
+    assert answer["shape"] == [3, 8]
+    np.testing.assert_allclose(answer["embeddings"], model.predict(preprocessed, verbose=0),
+                               atol=1e-5)
+
+
+def test_the_clients_grpc_request_is_what_the_export_answers(exported, images):
+    from google.protobuf import text_format
+    from tensorflow_serving.apis import predict_pb2
+
+    model, _, path = exported
+    paths, preprocessed, _ = images
+    result = _serve_request("--images", *map(str, paths), "--format=grpc")
+    assert result.returncode == 0, result.stderr[-2000:]
+    request = text_format.Parse(result.stdout, predict_pb2.PredictRequest())
+    assert request.model_spec.name == "prism"
+    with serving.tf1_loaded(path) as predict:
+        answer = predict(request.model_spec.signature_name, serving.inputs_from_grpc(request))
+    np.testing.assert_allclose(answer, model.predict(preprocessed, verbose=0), atol=1e-5)
+
+
+def test_the_client_refuses_serving_default_without_a_contract(images):
+    paths, _, _ = images
+    result = _serve_request("--images", str(paths[0]), "--signature=serving_default")
+    assert result.returncode != 0 and "needs --contract" in result.stderr
+    result = _serve_request("--images", "missing.png")
+    assert result.returncode != 0 and "no image file missing.png" in result.stderr

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import tensorflow as tf
 from configs import default
 from pipelines import experiment
 from pipelines.evaluate import evaluate
+from pipelines.export import export_run
 from pipelines.train import train
 from prism_tf.monitoring import PROJECTOR_TENSOR
 
@@ -170,6 +172,18 @@ def test_evaluate_checkpoint_and_exported_model_reproduce_the_run(finished_run, 
     for name in ("precision_at_1", "recall_at_8", "r_precision", "map_at_r"):
         assert from_checkpoint[name] == pytest.approx(metrics[name], abs=1e-9), name
         assert from_export[name] == pytest.approx(metrics[name], abs=1e-3), name
+
+
+def test_an_unfinished_run_is_exported_only_when_allowed(finished_run, tmp_path):
+    workdir = tmp_path / "unfinished"
+    shutil.copytree(finished_run[0], workdir)
+    config = json.loads((workdir / "config.json").read_text())
+    config["train"]["steps"] = 80   # the same run, now 40 steps short of its end
+    (workdir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(experiment.ConfigError, match="at step 40 of 80: not finished"):
+        export_run(str(workdir), str(tmp_path / "models"))
+    assert not (tmp_path / "models" / "1").exists()
+    assert export_run(str(workdir), str(tmp_path / "models"), allow_unfinished=True).name == "1"
 
 
 def test_evaluate_and_export_refuse_a_folder_that_is_no_run(tmp_path):

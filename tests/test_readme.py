@@ -1,0 +1,98 @@
+"""README commands and snippets, run as written."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from prism_tf import MemoryBank, PrismModel, PrismSelector
+from prism_tf.data.pipeline import Preprocessing
+from prism_tf.encoders import small_cnn
+from prism_tf.export import export_saved_model
+from tests import serving
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def section(title: str) -> str:
+    start = README.index(f"## {title}\n")
+    end = README.find("\n## ", start + 1)
+    return README[start:end if end >= 0 else None]
+
+
+def shell_blocks(text: str):
+    """The indented (4-space) code blocks of a Markdown text, outside fences."""
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    return [re.sub(r"^    ", "", block, flags=re.M)
+            for block in re.findall(r"(?:^    .*\n)+", text, flags=re.M)]
+
+
+def python_blocks(text: str):
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A folder as the README's serving commands expect it (models/prism/1,
+    a.jpg, b.png) and TF Serving's ports 8500 (gRPC) / 8501 (REST) answering
+    from the export through a TF1 session."""
+    model = PrismModel(small_cnn((16, 16, 3), 8), MemoryBank(32, 8, 4), PrismSelector(0.5))
+    preprocessing = Preprocessing(image_size=16)
+    export_saved_model(model.encoder, str(tmp_path / "models" / "prism"), preprocessing, 3)
+    pixels = np.random.default_rng(0).integers(0, 255, (2, 30, 24, 3), dtype=np.uint8)
+    (tmp_path / "a.jpg").write_bytes(tf.io.encode_jpeg(pixels[0]).numpy())
+    (tmp_path / "b.png").write_bytes(tf.io.encode_png(pixels[1]).numpy())
+    expected = model.predict(np.stack([preprocessing.eval_view(tf.io.decode_image(
+        (tmp_path / name).read_bytes(), channels=3)).numpy() for name in ("a.jpg", "b.png")]),
+        verbose=0)
+    with serving.tf1_loaded(tmp_path / "models" / "prism" / "1") as predict:
+        with serving.grpc_server(predict, "prism", port=8500), \
+                serving.rest_server(predict, "prism", port=8501):
+            yield tmp_path, expected
+
+
+def _bash(script: str, cwd: Path) -> subprocess.CompletedProcess:
+    # `python` is this environment's, as after `. .venv/bin/activate`.
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_serving_recipe_runs_as_written(served):
+    folder, expected = served
+    text = section("Serving with TF Serving")
+    blocks = shell_blocks(text)
+    # The export and tensorflow_model_server lines need a run and TF Serving's
+    # binary; the fixture stands in for both.
+    assert "tensorflow_model_server" in blocks[0]
+    curl, client = blocks[1], blocks[2]
+
+    result = _bash(curl, folder)
+    assert result.returncode == 0, result.stderr[-2000:]
+    np.testing.assert_allclose(json.loads(result.stdout)["predictions"], expected[:1],
+                               atol=1e-5)
+
+    result = _bash(client, folder)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rest, grpc, serving_default = result.stdout.strip().splitlines()
+    for line in (rest, grpc):
+        assert json.loads(line)["shape"] == [2, 8]
+        np.testing.assert_allclose(json.loads(line)["embeddings"], expected, atol=1e-5)
+    body = json.loads(serving_default)
+    with serving.tf1_loaded(folder / "models" / "prism" / "1") as predict:
+        answer = predict(body["signature_name"], serving.inputs_from_rest(body))
+    np.testing.assert_allclose(answer, expected[:1], atol=1e-5)
+
+    [snippet] = python_blocks(text)
+    script = snippet + "\nimport numpy as np; np.save('grpc.npy', embeddings)\n"
+    result = _bash(f"python - <<'EOF'\n{script}\nEOF", folder)
+    assert result.returncode == 0, result.stderr[-2000:]
+    np.testing.assert_allclose(np.load(folder / "grpc.npy"), expected[:1], atol=1e-5)
