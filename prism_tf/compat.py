@@ -46,3 +46,21 @@ def unscale_gradients(optimizer, gradients: list) -> list:
     if not KERAS_3 and isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
         return optimizer.get_unscaled_gradients(gradients)
     return gradients
+
+
+def apply_gradients_if(condition: tf.Tensor, optimizer, gradients: list,
+                       variables: list) -> None:
+    """Applies the gradients (and counts the step) only where `condition` holds.
+
+    The optimizer is built first: its slot variables cannot be created inside
+    a conditional branch. Keras 2 marks a built optimizer `_built`, Keras 3
+    `built`.
+    """
+    if not (optimizer.built if KERAS_3 else getattr(optimizer, "_built", False)):
+        optimizer.build(variables)
+
+    def apply():
+        optimizer.apply_gradients(zip(gradients, variables))
+        return tf.constant(True)
+
+    tf.cond(condition, apply, lambda: tf.constant(False))

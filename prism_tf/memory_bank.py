@@ -164,6 +164,8 @@ class MemoryBank(keras.layers.Layer):
         write = tf.logical_and(labels >= 0, labels < self.num_classes)
         if mask is not None:
             write = tf.logical_and(write, tf.reshape(tf.cast(mask, tf.bool), [-1]))
+        # Rows not written must not reach the class sums, even times 0 (NaN * 0 = NaN).
+        embeddings = tf.where(write[:, None], embeddings, 0.0)
         with tf.control_dependencies([fits]):
             self._write(embeddings, labels, write)
 

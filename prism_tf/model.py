@@ -14,6 +14,18 @@ LossLike = Union[MetricLoss, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]]
 
 _TRACKED = ("loss", "batch_loss", "memory_loss", "kept_fraction", "threshold",
             "kept_purity", "noise_recall")
+# Why a step was refused (bits of `PrismModel.failure`'s reason).
+_NON_FINITE, _LABEL_RANGE, _BATCH_TOO_LARGE = 1, 2, 4
+_REASONS = {
+    _NON_FINITE: "non-finite embeddings or loss (NaN or Inf): check the inputs and "
+                 "their normalisation (a std of 0 divides by zero)",
+    _LABEL_RANGE: "labels outside [0, num_classes)",
+    _BATCH_TOO_LARGE: "a batch larger than the memory bank",
+}
+
+
+class InvalidBatchError(ValueError):
+    """A training step met data it cannot train on; nothing was updated."""
 
 
 @compat.register_serializable(package="prism_tf")
@@ -39,6 +51,16 @@ class PrismModel(keras.Model):
     the ground-truth noise flag the step also reports `kept_purity` (share
     of kept samples whose label is right) and `noise_recall` (share of wrong
     labels removed).
+
+    A step whose embeddings or loss are not finite, whose labels are outside
+    [0, num_classes) or whose batch is larger than the memory changes
+    nothing (no weight update, no memory row, no selector window entry; a
+    custom batch loss that is non-finite on finite embeddings still moves
+    the window), and `fit` stops right after it with an `InvalidBatchError`
+    naming the step. The check writes model state, so XLA keeps it.
+
+    `compile(loss=...)` sets the batch loss, as `batch_loss=` does; giving
+    both is an error.
 
     Args:
       encoder: any Keras model or layer mapping inputs to [B, D] features.
@@ -73,6 +95,7 @@ class PrismModel(keras.Model):
                  memory_weight: float = 1.0, memory_start_step: int = 0,
                  enable_selection: bool = True, **kwargs):
         super().__init__(**kwargs)
+        self._batch_loss_given = batch_loss is not None
         if enable_selection and selector is None:
             raise ValueError("PrismModel: enable_selection=True needs a selector")
         if not isinstance(memory_start_step, int) or memory_start_step < 0:
@@ -88,6 +111,49 @@ class PrismModel(keras.Model):
         self.memory_start_step = memory_start_step
         self.enable_selection = bool(enable_selection)
         self._trackers = {name: keras.metrics.Mean(name=name) for name in _TRACKED}
+        # [step counted from 1, reason bits] of the first refused step.
+        self._failure = self.add_weight(
+            name="failure", shape=(2,), dtype="int64", trainable=False,
+            initializer="zeros")
+
+    def compile(self, optimizer="rmsprop", loss=None, **kwargs) -> None:
+        """Keras's `compile`; `loss`, if given, becomes the batch loss."""
+        if loss is not None:
+            if isinstance(loss, str) or not callable(loss):
+                raise TypeError(
+                    "PrismModel.compile: loss must be a metric loss instance such as "
+                    f"prism_tf.losses.TripletSemiHardLoss() or a TFA loss; got {loss!r}")
+            if self._batch_loss_given and loss is not self.batch_loss:
+                raise ValueError(
+                    "PrismModel: the batch loss was given to the constructor and again "
+                    "to compile(loss=...); give it once")
+            self.batch_loss, self._batch_loss_given = loss, True
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config: dict) -> None:
+        """What `.keras` loading calls; Keras skips it for a custom `compile`."""
+        self.compile(**compat.deserialize(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def fit(self, *args, **kwargs):
+        """Keras's `fit`, stopping with `InvalidBatchError` after a refused step."""
+        kwargs["callbacks"] = [_StopOnInvalidBatch()] + list(kwargs.get("callbacks") or [])
+        return super().fit(*args, **kwargs)
+
+    @property
+    def failure(self) -> tf.Variable:
+        """[step counted from 1, reason bits] of the first refused step; reason 0: none."""
+        return compat.tf_variable(self._failure)
+
+    def failure_message(self) -> Optional[str]:
+        """What went wrong at the first refused step, or None."""
+        step, reason = (int(v) for v in self.failure.numpy())
+        if not reason:
+            return None
+        why = "; ".join(text for bit, text in _REASONS.items() if reason & bit)
+        return (f"PrismModel: training step {step} refused: {why}. Nothing was updated "
+                "by that step; the weights and memory are those of the step before.")
 
     @property
     def metrics(self) -> list:
@@ -107,10 +173,20 @@ class PrismModel(keras.Model):
                 "replicas. Train on one device (or one replica).")
         inputs, labels, is_noisy = _unpack(data)
         batch = tf.cast(tf.size(labels), tf.float32)
+        if labels.shape[0] is not None and labels.shape[0] > self.memory_bank.size:
+            raise ValueError(
+                f"PrismModel: a batch of {labels.shape[0]} samples does not fit a memory "
+                f"of {self.memory_bank.size} rows")
         memory_on = self.optimizer.iterations >= self.memory_start_step
+        # Out-of-range labels would be gathered and scattered before the loss:
+        # clip them for the step's own ops; the step is refused below anyway.
+        labels_ok = tf.reduce_all((labels >= 0) & (labels < self.memory_bank.num_classes))
+        fits = tf.size(labels) <= self.memory_bank.size
+        labels = tf.clip_by_value(labels, 0, self.memory_bank.num_classes - 1)
         with tf.GradientTape() as tape:
             z = self(inputs, training=True)
-            keep, threshold = self._select(tf.stop_gradient(z), labels, memory_on)
+            inputs_ok = labels_ok & fits & tf.reduce_all(tf.math.is_finite(z))
+            keep, threshold = self._select(tf.stop_gradient(z), labels, memory_on, inputs_ok)
             weight = tf.cast(keep, tf.float32)
             num_kept = tf.reduce_sum(weight)
             batch_loss = self._batch_loss(labels, z, keep)
@@ -131,11 +207,25 @@ class PrismModel(keras.Model):
             if self.losses:
                 loss += tf.add_n(self.losses)
             scaled_loss = compat.scale_loss(self.optimizer, loss)
+        reason = tf.add_n([
+            tf.where(tf.reduce_all(tf.math.is_finite(z)) & tf.math.is_finite(loss), 0,
+                     _NON_FINITE),
+            tf.where(labels_ok, 0, _LABEL_RANGE),
+            tf.where(fits, 0, _BATCH_TOO_LARGE)])
+        # Once a step is refused, later ones in the same call refuse too.
+        ok = tf.logical_and(tf.equal(reason, 0), tf.equal(self.failure[1], 0))
         gradients = compat.unscale_gradients(
             self.optimizer, tape.gradient(scaled_loss, self.trainable_variables))
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        self.memory_bank.enqueue(
-            tf.stop_gradient(z), labels, mask=tf.logical_and(keep, memory_on))
+        compat.apply_gradients_if(ok, self.optimizer, gradients, self.trainable_variables)
+        # In a tf.cond, so the bank's own size check cannot fire on a refused batch.
+        tf.cond(ok, lambda: self._enqueue(tf.stop_gradient(z), labels, keep & memory_on),
+                lambda: tf.constant(False))
+        first_failure = tf.logical_and(tf.not_equal(reason, 0), tf.equal(self.failure[1], 0))
+        self.failure.assign(tf.where(
+            first_failure,
+            tf.stack([tf.cast(self.optimizer.iterations, tf.int64) + 1,
+                      tf.cast(reason, tf.int64)]),
+            self.failure))
 
         values["loss"] = loss
         if self.enable_selection:
@@ -164,17 +254,23 @@ class PrismModel(keras.Model):
         self._trackers["loss"].update_state(self.batch_loss(labels, z))
         return {"loss": self._trackers["loss"].result()}
 
-    def _select(self, z: tf.Tensor, labels: tf.Tensor, memory_on: tf.Tensor):
-        """Keep mask [B] and threshold; keeps all while the memory is off."""
+    def _select(self, z: tf.Tensor, labels: tf.Tensor, memory_on: tf.Tensor,
+                advance: tf.Tensor):
+        """Keep mask [B] and threshold; keeps all while the memory is off.
+        The selector's window moves only if `advance`."""
         keep_all = tf.ones_like(labels, tf.bool)
         if not self.enable_selection:
             return keep_all, tf.constant(0.0)
 
         def select():
             p_clean = self.selector.clean_probability(z, labels, self.memory_bank)
-            return self.selector.select(p_clean)
+            return self.selector.select(p_clean, advance)
 
         return tf.cond(memory_on, select, lambda: (keep_all, tf.constant(0.0)))
+
+    def _enqueue(self, z: tf.Tensor, labels: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        self.memory_bank.enqueue(z, labels, mask=mask)
+        return tf.constant(True)
 
     def _batch_loss(self, labels: tf.Tensor, z: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
         if isinstance(self.batch_loss, MetricLoss):
@@ -201,6 +297,18 @@ class PrismModel(keras.Model):
             if config.get(key) is not None:
                 config[key] = compat.deserialize(config[key])
         return cls(**config)
+
+
+class _StopOnInvalidBatch(keras.callbacks.Callback):
+    """Raises `InvalidBatchError` at the end of the batch whose step was refused."""
+
+    def on_train_begin(self, logs=None):
+        self.model.failure.assign([0, 0])
+
+    def on_train_batch_end(self, batch, logs=None):
+        message = self.model.failure_message()
+        if message:
+            raise InvalidBatchError(message)
 
 
 def _unpack(data):

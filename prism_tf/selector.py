@@ -122,8 +122,9 @@ class PrismSelector(keras.layers.Layer):
         p_clean = tf.exp(own_logit - log_normalizer)
         return tf.where(tf.gather(present, labels), p_clean, 1.0)
 
-    def select(self, p_clean) -> Tuple[tf.Tensor, tf.Tensor]:
-        """Smooth top-R on one batch; advances the window state.
+    def select(self, p_clean, advance=True) -> Tuple[tf.Tensor, tf.Tensor]:
+        """Smooth top-R on one batch; advances the window state if `advance`
+        (a bool or bool tensor: a refused training step leaves it as it was).
 
         Returns:
           keep: bool [B].
@@ -161,8 +162,9 @@ class PrismSelector(keras.layers.Layer):
         keep = tf.where(use_window, above, top_r_keep)
         keep = tf.logical_or(keep, tf.logical_not(active))
         threshold = tf.where(active, tf.where(use_window, mean, q), 0.0)
-        self.window.assign(window)
-        self.window_count.assign(tf.where(fallback, 1, count))
+        self.window.assign(tf.where(advance, window, self.window))
+        self.window_count.assign(
+            tf.where(advance, tf.where(fallback, 1, count), self.window_count))
         return keep, threshold
 
     def window_mean(self) -> tf.Tensor:

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from prism_tf import MemoryBank, PrismModel, PrismSelector, losses
+from prism_tf.model import InvalidBatchError
 from tests import numpy_reference as ref
 
 DIM, CLASSES = 8, 6
@@ -250,3 +251,84 @@ def test_memory_weight_zero_scores_without_a_memory_loss():
     logs = _fit(model, _dataset(x, labels % CLASSES), epochs=1, verbose=0)
     assert "memory_loss" not in logs and logs["loss"] == logs["batch_loss"]
     assert logs["kept_fraction"][0] < 1.0 and logs["memory_fill"][0] > 0
+
+
+def _all_state(model):
+    """Encoder, memory, selector window and optimizer values (Keras 2 also
+    lists the loss trackers among the weights: they are left out)."""
+    return [v.numpy().copy() for v in model.encoder.weights + model.memory_bank.weights
+            + model.selector.weights + list(model.optimizer.variables)]
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("case", ["nan_input", "inf_input", "label_too_large",
+                                  "negative_label", "batch_larger_than_memory"])
+def test_a_bad_batch_stops_fit_and_changes_nothing(jit_compile, case):
+    x, labels, _ = _noisy_clusters(n=96, classes=CLASSES)
+    model = _model(memory_size=32, memory_weight=1.0)
+    model.compile(optimizer="adam", jit_compile=jit_compile)
+    # Unknown batch size, so the check cannot happen at trace time.
+    good = tf.data.Dataset.from_tensor_slices((x, labels)).batch(16)
+    _fit(model, good.take(2), epochs=1, verbose=0)
+    before = _all_state(model)
+    batch, match = 16, r"training step 3 refused: "
+    if case == "nan_input":
+        x[0, 3] = np.nan
+        match += "non-finite embeddings or loss"
+    elif case == "inf_input":
+        x[5] = np.inf
+        match += "non-finite embeddings or loss"
+    elif case == "label_too_large":
+        labels[7] = CLASSES
+        match += r"labels outside \[0, num_classes\)"
+    elif case == "negative_label":
+        labels[0] = -1
+        match += r"labels outside \[0, num_classes\)"
+    else:
+        batch = 48
+        match += "a batch larger than the memory bank"
+    bad = tf.data.Dataset.from_tensor_slices((x, labels)).batch(batch)
+    with pytest.raises(InvalidBatchError, match=match):
+        model.fit(bad, epochs=1, verbose=0)
+    after = _all_state(model)
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+    # The model trains again on good data once the bad batch is gone.
+    _fit(model, good.skip(2), epochs=1, verbose=0)
+    assert int(model.optimizer.iterations) == 2 + 4
+    assert all(np.isfinite(v.numpy()).all() for v in model.weights)
+
+
+def test_a_static_batch_larger_than_the_memory_is_refused_when_traced():
+    x, labels, _ = _noisy_clusters(n=96, classes=CLASSES)
+    model = _model(memory_size=32)
+    model.compile(optimizer="adam", jit_compile=True)
+    with pytest.raises(ValueError, match="a batch of 48 samples does not fit a memory of 32"):
+        model.fit(_dataset(x, labels, batch=48), epochs=1, verbose=0)
+
+
+def test_masked_out_nan_rows_never_reach_the_memory():
+    bank = MemoryBank(8, 2, 3)
+    bank.enqueue([[1.0, 0.0], [np.nan, np.inf]], [0, 1], mask=[True, False])
+    assert np.isfinite(bank.class_sums.numpy()).all()
+    assert bank.class_counts.numpy().tolist() == [1, 0, 0]
+
+
+def test_compile_loss_is_the_batch_loss():
+    x, labels, _ = _noisy_clusters(n=64, classes=CLASSES)
+    hard = losses.TripletHardLoss()
+    # Memory off and a zero learning rate: each step's batch loss is the
+    # loss of the whole batch under fixed weights.
+    model = _model(memory_start_step=100)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=hard)
+    assert model.batch_loss is hard
+    history = _fit(model, _dataset(x, labels), epochs=1, verbose=0)
+    expected = np.mean([float(hard(labels[i:i + 32], model(x[i:i + 32]))) for i in (0, 32)])
+    assert history["batch_loss"][0] == pytest.approx(expected, rel=1e-5)
+    assert expected != pytest.approx(float(np.mean(
+        [float(losses.MemoryContrastiveLoss()(labels[i:i + 32], model(x[i:i + 32])))
+         for i in (0, 32)])), rel=1e-3)
+    with pytest.raises(TypeError, match="must be a metric loss instance"):
+        _model().compile(optimizer="adam", loss="mse")
+    with pytest.raises(ValueError, match="given to the constructor and again"):
+        _model(batch_loss=losses.ContrastiveLoss()).compile(optimizer="adam", loss=hard)
