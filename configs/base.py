@@ -25,7 +25,9 @@ def base_config() -> ml_collections.ConfigDict:
         std=(0.229, 0.224, 0.225),
         samples_per_class=4,   # K; P = train.batch_size / K
         strict=False,          # corrupt images raise instead of being skipped
-        noise=dict(kind="symmetric", rate=0.5),  # none | symmetric | small_cluster
+        # Injected label noise, opt-in: none | symmetric | small_cluster; the
+        # rate is the share of training labels changed (unused with none).
+        noise=dict(kind="none", rate=0.0),
     )
     config.model = dict(
         encoder="small_cnn",   # small_cnn or a keras.applications class name

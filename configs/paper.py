@@ -22,4 +22,6 @@ def paper_config(memory_size: int = 8192, window_size: int = 30):
     config.prism.window_size = window_size
     config.prism.memory_weight = 1.0
     config.memory.size = memory_size
+    # The paper's synthetic-noise experiments; CARS-98N sets none (real noise).
+    config.data.noise.kind, config.data.noise.rate = "symmetric", 0.5
     return config

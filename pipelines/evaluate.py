@@ -51,8 +51,8 @@ def main(argv):
     try:
         metrics = evaluate(FLAGS.workdir, FLAGS.saved_model, FLAGS.split, FLAGS.chunk_size,
                            FLAGS.backend)
-    except experiment.ConfigError as error:
-        raise app.UsageError(str(error))
+    except (ValueError, OSError) as error:
+        raise SystemExit(f"error: {error}")
     print(json.dumps(metrics, indent=2))
 
 

@@ -7,11 +7,13 @@ from typing import Callable, Dict, Tuple
 
 import keras
 import ml_collections
+import numpy as np
 import tensorflow as tf
 
 from prism_tf import MemoryBank, PrismModel, PrismSelector, losses
 from prism_tf.data import (ImageSplit, csv_list, fashion_mnist, image_folder, split_classes,
                            synthetic, tfds_dataset)
+from prism_tf.data.noise import NOISE_KINDS
 from prism_tf.data.pipeline import Preprocessing, eval_dataset
 from prism_tf.encoders import build_encoder
 from prism_tf.evaluation import embed_dataset, retrieval_metrics
@@ -41,13 +43,25 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                 value = value[part]
             raise ConfigError(f"config.{key} = {value!r}: expected {expected}")
 
-    need(config.data.source in SOURCES, "data.source", f"one of {SOURCES}")
-    need(0.0 <= config.data.noise.rate < 1.0, "data.noise.rate", "a rate in [0, 1)")
+    data = config.data
+    need(data.source in SOURCES, "data.source", f"one of {SOURCES}")
+    need(data.source != "folder" or bool(data.data_dir), "data.data_dir",
+         "the folder of your class folders (data.source = 'folder')")
+    need(data.noise.kind in NOISE_KINDS, "data.noise.kind", f"one of {NOISE_KINDS}")
+    need(0.0 <= data.noise.rate < 1.0, "data.noise.rate", "a rate in [0, 1)")
+    need(all(v > 0 for v in data.std), "data.std", "values > 0 (they divide the pixels)")
+    need(not data.mean or not data.std or len(data.mean) == len(data.std), "data.std",
+         f"as many values as data.mean ({len(data.mean)})")
     need(0.0 <= config.prism.noise_rate < 1.0, "prism.noise_rate", "a rate in [0, 1)")
     need(config.train.steps > 0, "train.steps", "a positive number of steps")
-    need(config.train.eval_every > 0 and config.train.steps % config.train.eval_every == 0,
-         "train.eval_every", f"a positive divisor of train.steps ({config.train.steps})")
-    need(config.data.samples_per_class > 0
+    need(config.train.eval_every > 0, "train.eval_every", "a positive number of steps")
+    need(0.0 < config.train.learning_rate <= 1.0, "train.learning_rate",
+         "a learning rate in (0, 1]")
+    need(config.eval.batch_size > 0, "eval.batch_size", "a positive batch size")
+    need(len(config.eval.recall_at) > 0 and all(
+        isinstance(k, int) and k >= 1 for k in config.eval.recall_at), "eval.recall_at",
+        "integers >= 1, e.g. (1, 2, 4, 8)")
+    need(data.samples_per_class > 0
          and config.train.batch_size % config.data.samples_per_class == 0,
          "train.batch_size", f"a multiple of data.samples_per_class "
          f"({config.data.samples_per_class})")
@@ -118,7 +132,21 @@ def load_splits(config: ml_collections.ConfigDict) -> Tuple[ImageSplit, ImageSpl
         test = image_folder(data.test_dir) if data.test_dir else None
         if test is None:
             train, test = split_classes(train, "train"), split_classes(train, "test")
-    return train.with_noise(data.noise.kind, data.noise.rate, data.seed), test
+    # The rate means nothing without a kind: `noise.kind=none` alone is enough.
+    rate = data.noise.rate if data.noise.kind != "none" else 0.0
+    return train.with_noise(data.noise.kind, rate, data.seed), test
+
+
+def noise_message(train: ImageSplit, config: ml_collections.ConfigDict) -> str:
+    """One line saying whether label noise was injected, and how much."""
+    report = train.noise
+    if report.kind == "none":
+        known = (f"; {report.num_noisy} labels known to be wrong" if report.num_noisy else "")
+        return f"Labels of {train.name} used as given (no noise injected{known})."
+    return (f"Injected {report.kind} label noise into {train.name}: {report.num_noisy} of "
+            f"{report.num_samples} labels ({report.realized_rate:.1%}) made wrong on purpose "
+            f"(data.noise.kind={report.kind}, rate={config.data.noise.rate}; "
+            "set data.noise.kind=none to train on the labels as given).")
 
 
 def data_report(train: ImageSplit, test: ImageSplit,
@@ -129,10 +157,18 @@ def data_report(train: ImageSplit, test: ImageSplit,
         "image_shape": [size, size, preprocessing(config).channels_for(train)],
         "train": {"name": train.name, "classes": train.num_classes, "samples": len(train)},
         "test": {"name": test.name, "classes": test.num_classes, "samples": len(test)},
-        "noise": {"kind": config.data.noise.kind, "requested_rate": config.data.noise.rate,
+        "noise": {"kind": train.noise.kind, "requested_rate": train.noise.requested_rate,
                   "realized_rate": train.noise.realized_rate,
                   "noisy_samples": train.noise.num_noisy},
     }
+
+
+def check_evaluation_split(split: ImageSplit) -> None:
+    """Raises `ConfigError` unless some label of `split` has 2 or more items
+    (leave-one-out retrieval has nothing to find otherwise)."""
+    if len(split) < 2 or np.bincount(split.labels).max() < 2:
+        raise ConfigError(f"the evaluation split {split.name} has no class with 2 or more "
+                          "images: retrieval cannot be scored on it")
 
 
 def preprocessing(config: ml_collections.ConfigDict) -> Preprocessing:
@@ -179,9 +215,11 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, channels: i
 
 
 def checkpoint_manager(model: PrismModel, workdir: Path) -> tf.train.CheckpointManager:
-    """Checkpoints of the model (encoder, memory bank, window) and its optimizer."""
+    """Checkpoints of the model (encoder, memory bank, window), its optimizer
+    and the logs of the epoch that ended with it (JSON in `epoch_logs`)."""
     model.optimizer.build(model.trainable_variables)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
+                                     epoch_logs=tf.Variable("", dtype=tf.string))
     return tf.train.CheckpointManager(checkpoint, str(workdir / "checkpoints"), max_to_keep=3)
 
 

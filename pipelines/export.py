@@ -50,8 +50,9 @@ def main(argv):
     try:
         path = export_run(FLAGS.workdir, FLAGS.export_dir, FLAGS.version,
                           FLAGS.allow_unfinished)
-    except (experiment.ConfigError, FileExistsError) as error:
-        raise app.UsageError(str(error))
+    except (experiment.ConfigError, OSError) as error:
+        # Not a usage error: one line, no usage text (read-only folders too).
+        raise SystemExit(f"error: {error}")
     print(f"exported {path}")
 
 

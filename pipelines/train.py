@@ -13,7 +13,7 @@ checkpoint; a workdir holding a different config is refused untouched.
 
 import json
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 from absl import app, flags, logging
 import keras
@@ -25,6 +25,7 @@ from pipelines import experiment
 from prism_tf.callbacks import CheckpointAtEpochEnd, RetrievalEvaluation
 from prism_tf.data import ImageSplit
 from prism_tf.data.pipeline import Preprocessing, eval_dataset, sample_dataset, train_dataset
+from prism_tf.model import InvalidBatchError
 from prism_tf.monitoring import CleanProbabilityMonitor, RetrievalExamples
 
 FLAGS = flags.FLAGS
@@ -49,18 +50,33 @@ def fixed_sample(split: ImageSplit, count: int, preprocessing: Preprocessing,
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> Dict[str, float]:
-    """Runs (or resumes) the experiment; returns the final metrics."""
+    """Runs (or resumes) the experiment; returns the final metrics.
+
+    Everything is checked and built before the workdir is touched, so a
+    config or data error leaves no files that would block the corrected
+    command.
+    """
     experiment.check_config(config)
     workdir = Path(workdir)
     train_split, test_split = experiment.load_splits(config)
-    resuming = experiment.claim_workdir(workdir, config)
+    experiment.check_evaluation_split(test_split)
     report = experiment.data_report(train_split, test_split, config)
-    experiment.write_atomically(workdir / "data.json", json.dumps(report, indent=2))
-
     keras.utils.set_random_seed(config.data.seed)
     preprocessing = experiment.preprocessing(config)
     channels = preprocessing.channels_for(train_split)
     model = experiment.build_model(config, train_split.num_classes, channels)
+
+    def batches_from(step: int):
+        return train_dataset(
+            train_split, config.train.batch_size // config.data.samples_per_class,
+            config.data.samples_per_class, preprocessing, seed=config.data.seed,
+            start_step=step, strict=config.data.strict)
+
+    batches_from(0)   # refuses impossible P x K batches before the workdir is claimed
+
+    resuming = experiment.claim_workdir(workdir, config)
+    experiment.write_atomically(workdir / "data.json", json.dumps(report, indent=2))
+    print(experiment.noise_message(train_split, config))
     manager = experiment.checkpoint_manager(model, workdir)
     if manager.latest_checkpoint:
         manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
@@ -68,21 +84,17 @@ def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> 
     elif resuming:
         logging.info("No checkpoint yet in %s; starting from step 0", workdir)
     step = int(model.optimizer.iterations.numpy())
-    eval_every = config.train.eval_every
     if step >= config.train.steps and (workdir / "metrics.json").exists():
         logging.info("%s has finished; its metrics:", workdir)
         metrics = json.loads((workdir / "metrics.json").read_text())
         print(json.dumps(metrics, indent=2))
         return metrics
 
-    batches = train_dataset(
-        train_split, config.train.batch_size // config.data.samples_per_class,
-        config.data.samples_per_class, preprocessing, seed=config.data.seed,
-        start_step=step, strict=config.data.strict)
     evaluation = RetrievalEvaluation(
         eval_dataset(test_split, config.eval.batch_size, preprocessing,
                      strict=config.data.strict),
         config.eval.recall_at)
+    evaluation.set_model(model)   # also when no step is left to fit (resumed at the end)
     log_dir = str(workdir / "tensorboard")
     callbacks = [evaluation, CheckpointAtEpochEnd(manager), keras.callbacks.TensorBoard(log_dir)]
     shown_test = fixed_sample(test_split, 512, preprocessing, config.data.seed)
@@ -90,19 +102,49 @@ def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> 
     if config.prism.enabled:
         callbacks.append(CleanProbabilityMonitor(
             *fixed_sample(train_split, 512, preprocessing, config.data.seed), log_dir))
-    history = model.fit(
-        batches, steps_per_epoch=eval_every, epochs=config.train.steps // eval_every,
-        initial_epoch=step // eval_every, verbose=verbose, callbacks=callbacks)
+    try:
+        for steps_per_epoch, first_epoch, end_epoch in epochs(
+                config.train.steps, config.train.eval_every, step):
+            model.fit(batches_from(int(model.optimizer.iterations.numpy())),
+                      steps_per_epoch=steps_per_epoch, epochs=end_epoch,
+                      initial_epoch=first_epoch, verbose=verbose, callbacks=callbacks)
+    except InvalidBatchError as error:
+        kept = manager.latest_checkpoint or "none yet"
+        raise InvalidBatchError(f"{error} Last good checkpoint: {kept}.") from None
 
     metrics = dict(evaluation.last or evaluation.evaluate())
-    last_epoch = {name: float(values[-1]) for name, values in history.history.items()}
+    # From the checkpoint, so a run resumed after its last checkpoint reports
+    # the same training figures as one that was never interrupted.
+    last_epoch = json.loads(manager.checkpoint.epoch_logs.numpy().decode() or "{}")
     for name in ("kept_purity", "noise_recall", "kept_fraction"):
         if name in last_epoch:
             metrics[name] = last_epoch[name]
     metrics["step"] = int(model.optimizer.iterations.numpy())
-    experiment.write_atomically(workdir / "metrics.json", json.dumps(metrics, indent=2))
+    experiment.write_atomically(workdir / "metrics.json",
+                                json.dumps(metrics, indent=2, allow_nan=False))
     print(json.dumps(metrics, indent=2))
     return metrics
+
+
+def epochs(steps: int, eval_every: int, step: int) -> List[Tuple[int, int, int]]:
+    """The `fit` calls that take a run from `step` to `steps`: (steps per
+    epoch, initial epoch, final epoch) each. An epoch is `eval_every` steps;
+    when that does not divide `steps`, a last, shorter epoch ends the run.
+
+    >>> epochs(600, 200, 0)
+    [(200, 0, 3)]
+    >>> epochs(500, 200, 200)
+    [(200, 1, 2), (100, 2, 3)]
+    >>> epochs(500, 200, 400)
+    [(100, 2, 3)]
+    """
+    whole = steps // eval_every
+    calls = []
+    if step < whole * eval_every:
+        calls.append((eval_every, step // eval_every, whole))
+    if steps % eval_every and step < steps:
+        calls.append((steps % eval_every, whole, whole + 1))
+    return calls
 
 
 def main(argv):
@@ -111,8 +153,9 @@ def main(argv):
         raise app.UsageError("--config and --workdir are required")
     try:
         train(FLAGS.config, FLAGS.workdir)
-    except (experiment.ConfigError, ValueError) as error:
-        raise app.UsageError(str(error))
+    except (ValueError, OSError) as error:
+        # Config, data and bad-batch errors: one line, no usage text.
+        raise SystemExit(f"error: {error}")
 
 
 if __name__ == "__main__":

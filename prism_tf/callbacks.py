@@ -1,5 +1,6 @@
 """Keras callbacks for PRISM training runs: checkpoints and retrieval evaluation."""
 
+import json
 from typing import Dict, Optional, Sequence
 
 import keras
@@ -12,7 +13,8 @@ class CheckpointAtEpochEnd(keras.callbacks.Callback):
     """Saves a `tf.train.CheckpointManager` at every epoch end.
 
     The checkpoint holds whatever the manager tracks (for PrismModel: the
-    encoder, optimizer, memory bank and selector window). TensorFlow writes
+    encoder, optimizer, memory bank and selector window), and the epoch's
+    logs if it tracks a string variable `epoch_logs`. TensorFlow writes
     the checkpoint files first and the index of checkpoints last, so a run
     killed mid-save resumes from the previous checkpoint.
     """
@@ -22,6 +24,12 @@ class CheckpointAtEpochEnd(keras.callbacks.Callback):
         self.manager = manager
 
     def on_epoch_end(self, epoch: int, logs: Optional[Dict] = None) -> None:
+        # A checkpoint with an `epoch_logs` string variable keeps the epoch's
+        # logs with it, so they are exactly those of the saved state.
+        epoch_logs = getattr(self.manager.checkpoint, "epoch_logs", None)
+        if epoch_logs is not None:
+            epoch_logs.assign(json.dumps({name: float(value)
+                                          for name, value in (logs or {}).items()}))
         self.manager.save(checkpoint_number=int(self.model.optimizer.iterations.numpy()))
 
 

@@ -24,6 +24,11 @@ def tf_variable(weight) -> tf.Variable:
     return weight.value if KERAS_3 else weight
 
 
+def is_loss_scale_optimizer(optimizer) -> bool:
+    """Whether `optimizer` scales the loss (mixed precision)."""
+    return isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
+
+
 def scale_loss(optimizer, loss: tf.Tensor) -> tf.Tensor:
     """The loss a custom `train_step` differentiates, inside its tape.
 
@@ -32,7 +37,7 @@ def scale_loss(optimizer, loss: tf.Tensor) -> tf.Tensor:
     """
     if KERAS_3:
         return optimizer.scale_loss(loss)
-    if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+    if is_loss_scale_optimizer(optimizer):
         return optimizer.get_scaled_loss(loss)
     return loss
 
@@ -43,7 +48,7 @@ def unscale_gradients(optimizer, gradients: list) -> list:
     Keras 3's LossScaleOptimizer unscales inside `apply_gradients`; Keras 2's
     wants them unscaled first.
     """
-    if not KERAS_3 and isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+    if not KERAS_3 and is_loss_scale_optimizer(optimizer):
         return optimizer.get_unscaled_gradients(gradients)
     return gradients
 

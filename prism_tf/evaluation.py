@@ -77,12 +77,21 @@ def retrieval_metrics(embeddings, labels, recall_at: Sequence[int] = (1, 2, 4, 8
         raise ValueError(f"backend must be 'tensorflow', 'faiss' or 'auto'; got {backend!r}")
     z = tf.math.l2_normalize(tf.cast(tf.convert_to_tensor(embeddings), tf.float32),
                              axis=1).numpy()
+    broken = int((~np.isfinite(z).all(axis=1)).sum())
+    if broken:
+        raise ValueError(f"{broken} of {len(z)} embeddings are not finite (NaN or Inf): "
+                         "no retrieval metric can be trusted")
     labels_np = np.asarray(labels).reshape(-1)
     n = labels_np.size
     if n < 2:
         raise ValueError(f"retrieval needs at least 2 embeddings; got {n}")
+    if not recall_at or min(recall_at) < 1:
+        raise ValueError(f"recall_at must be integers >= 1; got {tuple(recall_at)}")
     _, inverse, counts = np.unique(labels_np, return_inverse=True, return_counts=True)
     r = counts[inverse] - 1
+    if not r.any():
+        raise ValueError(f"retrieval needs a label with at least 2 items; all {n} labels "
+                         "differ, so no query has a match to find")
     k = int(min(n - 1, max(int(r.max()), max(recall_at))))
     use_faiss = backend == "faiss" or (backend == "auto" and _faiss_available())
     neighbours = _neighbours_faiss(z, k) if use_faiss else _neighbours_tensorflow(z, k, chunk_size)

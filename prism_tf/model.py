@@ -17,8 +17,8 @@ _TRACKED = ("loss", "batch_loss", "memory_loss", "kept_fraction", "threshold",
 # Why a step was refused (bits of `PrismModel.failure`'s reason).
 _NON_FINITE, _LABEL_RANGE, _BATCH_TOO_LARGE = 1, 2, 4
 _REASONS = {
-    _NON_FINITE: "non-finite embeddings or loss (NaN or Inf): check the inputs and "
-                 "their normalisation (a std of 0 divides by zero)",
+    _NON_FINITE: "non-finite embeddings, loss or gradients (NaN or Inf): check the "
+                 "inputs and their normalisation (a std of 0 divides by zero)",
     _LABEL_RANGE: "labels outside [0, num_classes)",
     _BATCH_TOO_LARGE: "a batch larger than the memory bank",
 }
@@ -52,7 +52,8 @@ class PrismModel(keras.Model):
     of kept samples whose label is right) and `noise_recall` (share of wrong
     labels removed).
 
-    A step whose embeddings or loss are not finite, whose labels are outside
+    A step whose embeddings, loss or gradients (unless loss scaling handles
+    those) are not finite, whose labels are outside
     [0, num_classes) or whose batch is larger than the memory changes
     nothing (no weight update, no memory row, no selector window entry; a
     custom batch loss that is non-finite on finite embeddings still moves
@@ -207,15 +208,19 @@ class PrismModel(keras.Model):
             if self.losses:
                 loss += tf.add_n(self.losses)
             scaled_loss = compat.scale_loss(self.optimizer, loss)
-        reason = tf.add_n([
-            tf.where(tf.reduce_all(tf.math.is_finite(z)) & tf.math.is_finite(loss), 0,
-                     _NON_FINITE),
-            tf.where(labels_ok, 0, _LABEL_RANGE),
-            tf.where(fits, 0, _BATCH_TOO_LARGE)])
-        # Once a step is refused, later ones in the same call refuse too.
-        ok = tf.logical_and(tf.equal(reason, 0), tf.equal(self.failure[1], 0))
         gradients = compat.unscale_gradients(
             self.optimizer, tape.gradient(scaled_loss, self.trainable_variables))
+        finite = tf.reduce_all(tf.math.is_finite(z)) & tf.math.is_finite(loss)
+        # A NaN input can give finite embeddings (ReLU maps NaN to 0) and NaN
+        # gradients. Under loss scaling, non-finite gradients are the loss
+        # scale optimizer's to skip, so they are not checked there.
+        if not compat.is_loss_scale_optimizer(self.optimizer):
+            finite &= tf.reduce_all(
+                [tf.reduce_all(tf.math.is_finite(g)) for g in gradients if g is not None])
+        reason = (tf.where(finite, 0, _NON_FINITE) + tf.where(labels_ok, 0, _LABEL_RANGE)
+                  + tf.where(fits, 0, _BATCH_TOO_LARGE))
+        # Once a step is refused, later ones in the same call refuse too.
+        ok = tf.logical_and(tf.equal(reason, 0), tf.equal(self.failure[1], 0))
         compat.apply_gradients_if(ok, self.optimizer, gradients, self.trainable_variables)
         # In a tf.cond, so the bank's own size check cannot fire on a refused batch.
         tf.cond(ok, lambda: self._enqueue(tf.stop_gradient(z), labels, keep & memory_on),

@@ -129,6 +129,11 @@ def test_csv_list_with_clean_list_gives_ground_truth(tmp_path):
                      clean_list=_write_list(tmp_path / "clean.csv", [lines[1], lines[3]]))
     assert split.labels.tolist() == [1, 1, 0, 2] and split.num_classes == 3
     assert split.is_noisy.tolist() == [False, True, False, True]
+    # No injected noise keeps the ground truth, and the report counts it.
+    as_given = split.with_noise("none", 0.0, seed=0)
+    assert as_given.is_noisy.tolist() == [False, True, False, True]
+    assert as_given.noise.num_noisy == 2 and as_given.noise.realized_rate == 0.5
+    assert as_given.noise.requested_rate == 0.0
 
 
 @pytest.mark.parametrize("line,match", [

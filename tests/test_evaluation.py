@@ -58,3 +58,14 @@ def test_faiss_backend_gives_the_same_metrics():
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="backend must be"):
         retrieval_metrics(np.eye(3), [0, 0, 1], backend="annoy")
+
+
+def test_unscorable_inputs_are_refused_not_reported_as_nan():
+    z = np.eye(4, dtype="float32")
+    with pytest.raises(ValueError, match="no query has a match to find"):
+        retrieval_metrics(z, [0, 1, 2, 3])
+    with pytest.raises(ValueError, match=r"recall_at must be integers >= 1; got \(0,\)"):
+        retrieval_metrics(z, [0, 0, 1, 1], recall_at=(0,))
+    z[2, 1] = np.nan
+    with pytest.raises(ValueError, match="1 of 4 embeddings are not finite"):
+        retrieval_metrics(z, [0, 0, 1, 1])

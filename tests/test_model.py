@@ -274,10 +274,10 @@ def test_a_bad_batch_stops_fit_and_changes_nothing(jit_compile, case):
     batch, match = 16, r"training step 3 refused: "
     if case == "nan_input":
         x[0, 3] = np.nan
-        match += "non-finite embeddings or loss"
+        match += "non-finite embeddings, loss or gradients"
     elif case == "inf_input":
         x[5] = np.inf
-        match += "non-finite embeddings or loss"
+        match += "non-finite embeddings, loss or gradients"
     elif case == "label_too_large":
         labels[7] = CLASSES
         match += r"labels outside \[0, num_classes\)"

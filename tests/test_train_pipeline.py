@@ -15,6 +15,7 @@ from configs import default
 from pipelines import experiment
 from pipelines.evaluate import evaluate
 from pipelines.export import export_run
+from prism_tf.model import InvalidBatchError
 from pipelines.train import train
 from prism_tf.monitoring import PROJECTOR_TENSOR
 
@@ -125,7 +126,14 @@ def test_a_workdir_of_another_experiment_is_refused_untouched(finished_run):
     ("prism.noise_rate", -0.1, r"config.prism.noise_rate = -0.1"),
     ("memory.size", 32, r"config.memory.size = 32: expected at least train.batch_size \(64\)"),
     ("loss.name", "arcface", r"config.loss.name = 'arcface'"),
-    ("train.eval_every", 30, r"config.train.eval_every = 30: expected a positive divisor"),
+    ("train.eval_every", 0, r"config.train.eval_every = 0: expected a positive number"),
+    ("train.learning_rate", 0.0, r"config.train.learning_rate = 0.0: expected a learning rate"),
+    ("train.learning_rate", 30.0, r"config.train.learning_rate = 30.0: expected a learning rate"),
+    ("data.std", (0.0, 0.0, 0.0), r"config.data.std = \(0.0, 0.0, 0.0\): expected values > 0"),
+    ("eval.recall_at", (0,), r"config.eval.recall_at = \(0,\): expected integers >= 1"),
+    ("eval.batch_size", 0, r"config.eval.batch_size = 0: expected a positive batch size"),
+    ("data.source", "folder", r"config.data.data_dir = '': expected the folder of your class folders"),
+    ("data.noise.kind", "uniform", r"config.data.noise.kind = 'uniform'"),
 ])
 def test_bad_config_values_are_refused_before_any_work(tmp_path, key, value, match):
     config = _small_config()
@@ -207,3 +215,119 @@ def test_every_loss_name_builds_its_loss(name):
 def test_a_finished_run_started_again_reports_its_metrics(finished_run):
     workdir, metrics = finished_run
     assert train(_small_config(), str(workdir), verbose=0) == pytest.approx(metrics)
+
+
+def _with(config, **changes):
+    for key, value in changes.items():
+        parent = config
+        *sections, name = key.split("__")
+        for part in sections:
+            parent = parent[part]
+        parent[name] = value
+    return config
+
+
+@pytest.mark.parametrize("changes,match", [
+    ({"prism__window_size": 0}, "window_size"),
+    ({"model__encoder": "NoSuchNet"}, "unknown encoder 'NoSuchNet'"),
+    ({"prism__scoring": "bogus"}, "scoring must be one of"),
+    ({"prism__memory_start_step": -1}, "memory_start_step must be"),
+    ({"train__batch_size": 512, "memory__size": 4096}, "need 128 classes; the labels have 100"),
+])
+def test_a_config_that_fails_while_building_leaves_no_workdir(tmp_path, changes, match):
+    with pytest.raises(ValueError, match=match):
+        train(_with(_small_config(), **changes), str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()
+
+
+def test_a_one_class_folder_leaves_no_workdir(tmp_path):
+    from tests import data_helpers
+
+    data_helpers.image_folder(tmp_path / "images", images_per_class=(3,))
+    config = _with(_small_config(), data__source="folder",
+                   data__data_dir=str(tmp_path / "images"))
+    with pytest.raises(ValueError):
+        train(config, str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()
+
+
+def test_an_evaluation_split_of_single_images_is_refused_before_work(tmp_path):
+    from tests import data_helpers
+
+    data_helpers.image_folder(tmp_path / "train", images_per_class=(4, 4, 4, 4))
+    data_helpers.image_folder(tmp_path / "test", images_per_class=(1, 1, 1))
+    config = _with(_small_config(), data__source="folder", data__data_dir=str(tmp_path / "train"),
+                   data__test_dir=str(tmp_path / "test"), train__batch_size=8)
+    with pytest.raises(experiment.ConfigError, match="no class with 2 or more images"):
+        train(config, str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()
+
+
+def test_noise_is_injected_only_when_asked_and_said(tmp_path, capsys):
+    from configs.base import base_config
+
+    config = _with(base_config(), train__steps=2, train__eval_every=2)
+    train(config, str(tmp_path / "plain"), verbose=0)
+    assert "used as given (no noise injected)" in capsys.readouterr().out
+    data = json.loads((tmp_path / "plain" / "data.json").read_text())
+    assert data["noise"] == {"kind": "none", "requested_rate": 0.0, "realized_rate": 0.0,
+                             "noisy_samples": 0}
+    # The demo's 50% symmetric noise is announced; kind=none alone turns it off.
+    config = _with(_small_config(), train__steps=2, train__eval_every=2)
+    train(config, str(tmp_path / "demo"), verbose=0)
+    assert ("Injected symmetric label noise into synthetic/train: 2000 of 4000 labels (50.0%)"
+            in capsys.readouterr().out)
+    config = _with(_small_config(), train__steps=2, train__eval_every=2, data__noise__kind="none")
+    train(config, str(tmp_path / "none"), verbose=0)
+    assert json.loads((tmp_path / "none" / "data.json").read_text())["noise"]["noisy_samples"] == 0
+
+
+def test_eval_every_that_does_not_divide_steps_ends_on_the_last_step(tmp_path):
+    config = _with(_small_config(), train__steps=30, train__eval_every=20)
+    metrics = train(config, str(tmp_path / "w"), verbose=0)
+    assert metrics["step"] == 30 and "kept_purity" in metrics
+    checkpoints = tf.train.get_checkpoint_state(str(tmp_path / "w" / "checkpoints"))
+    assert [Path(p).name for p in checkpoints.all_model_checkpoint_paths] == ["ckpt-20",
+                                                                             "ckpt-30"]
+
+
+def test_a_kill_after_the_last_checkpoint_resumes_to_the_same_metrics(finished_run, tmp_path):
+    # The state such a kill leaves: every checkpoint written, no metrics.json.
+    workdir = tmp_path / "killed_late"
+    shutil.copytree(finished_run[0], workdir)
+    (workdir / "metrics.json").unlink()
+    assert train(_small_config(), str(workdir), verbose=0) == pytest.approx(finished_run[1])
+    assert (json.loads((workdir / "metrics.json").read_text())
+            == json.loads((finished_run[0] / "metrics.json").read_text()))
+
+
+def test_a_non_finite_step_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    import pipelines.train as train_module
+
+    real = train_module.train_dataset
+
+    def poisoned(*args, start_step=0, **kwargs):
+        # NaN images from step 26 on (steps counted from 1).
+        return real(*args, start_step=start_step, **kwargs).enumerate(start_step).map(
+            lambda step, batch: (tf.where(step >= 25, np.nan, batch[0]),) + tuple(batch[1:]))
+
+    monkeypatch.setattr(train_module, "train_dataset", poisoned)
+    with pytest.raises(InvalidBatchError, match=r"training step 26 refused: non-finite.*"
+                                                r"Last good checkpoint: .*ckpt-20"):
+        train(_small_config(), str(tmp_path / "w"), verbose=0)
+    assert not (tmp_path / "w" / "metrics.json").exists()
+    latest = tf.train.latest_checkpoint(str(tmp_path / "w" / "checkpoints"))
+    assert latest.endswith("ckpt-20")
+    for name, _ in tf.train.list_variables(latest):
+        value = tf.train.load_variable(latest, name)
+        if np.issubdtype(np.asarray(value).dtype, np.floating):
+            assert np.isfinite(value).all(), name
+
+
+def test_config_errors_are_one_line_without_usage_text(tmp_path):
+    result = _run(_train_command(tmp_path / "w", "--config.train.learning_rate=0"))
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: config.train.learning_rate = 0.0: expected a learning rate in (0, 1]")
+    assert "USAGE" not in result.stderr and "--config" not in result.stderr.splitlines()[-1]
+    assert not (tmp_path / "w").exists()

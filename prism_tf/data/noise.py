@@ -24,7 +24,7 @@ class NoiseReport:
 
     kind: str
     requested_rate: float
-    realized_rate: float
+    realized_rate: float  # share of wrong labels: injected, or known from the source
     num_samples: int
     num_noisy: int
     num_classes: int   # classes the model sees after the noise
@@ -62,7 +62,8 @@ def _result(kind, rate, labels, is_noisy, num_classes) -> NoisyLabels:
 
 
 def no_noise(labels: np.ndarray, num_classes: int = None) -> NoisyLabels:
-    """The labels as they are, all flagged clean."""
+    """The labels as they are, all flagged clean (`ImageSplit.with_noise`
+    keeps the flags a source already knows)."""
     labels = _check(labels, 0.0, "none")
     num_classes = num_classes or (int(labels.max()) + 1 if labels.size else 0)
     return _result("none", 0.0, labels, np.zeros(labels.shape, bool), num_classes)

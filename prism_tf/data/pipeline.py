@@ -165,16 +165,22 @@ def class_balanced_indices(labels: np.ndarray, classes_per_batch: int,
 
     Batch `step` depends only on (seed, step). Samples are drawn without
     replacement within a class that has at least K of them, else with.
+    Raises `DataError` when called (not at the first batch) if the labels
+    have fewer than P classes.
     """
     classes, inverse = np.unique(labels, return_inverse=True)
     if classes.size < classes_per_batch:
         raise DataError(f"P x K batches need {classes_per_batch} classes; "
                         f"the labels have {classes.size}")
     members = [np.flatnonzero(inverse == c) for c in range(classes.size)]
-    step = start_step
+    return _balanced_batches(members, classes_per_batch, samples_per_class, seed, start_step)
+
+
+def _balanced_batches(members: List[np.ndarray], classes_per_batch: int,
+                      samples_per_class: int, seed: int, step: int) -> Iterator[np.ndarray]:
     while True:
         rng = np.random.default_rng([seed, step])
-        chosen = rng.choice(classes.size, classes_per_batch, replace=False)
+        chosen = rng.choice(len(members), classes_per_batch, replace=False)
         yield np.concatenate([
             rng.choice(members[c], samples_per_class,
                        replace=members[c].size < samples_per_class) for c in chosen])
@@ -235,10 +241,13 @@ def train_dataset(split: ImageSplit, classes_per_batch: int, samples_per_class: 
                           step * batch + tf.range(batch, dtype=tf.int64)], axis=1)
         return tf.data.Dataset.from_tensor_slices((indices, seeds))
 
+    def index_batches():
+        return class_balanced_indices(split.labels, classes_per_batch, samples_per_class,
+                                      seed, start_step)
+
+    index_batches()   # refuses impossible P x K batches now, not at the first step
     indices = tf.data.Dataset.from_generator(
-        lambda: class_balanced_indices(split.labels, classes_per_batch, samples_per_class,
-                                       seed, start_step),
-        output_signature=tf.TensorSpec([batch], tf.int64))
+        index_batches, output_signature=tf.TensorSpec([batch], tf.int64))
     return (tf.data.Dataset.zip(tf.data.Dataset.counter(start_step), indices)
             .flat_map(positions)
             .map(load, num_parallel_calls=AUTOTUNE, deterministic=True)

@@ -60,11 +60,20 @@ class ImageSplit:
         return len(self.labels)
 
     def with_noise(self, kind: str, rate: float, seed: int) -> "ImageSplit":
-        """This split with label noise of `kind` at `rate` (see `noise.py`)."""
+        """This split with label noise of `kind` at `rate` (see `noise.py`).
+
+        Labels the source already knows to be wrong (a CSV clean list) stay
+        flagged noisy, with `kind="none"` too, so kept purity and noise
+        recall measure the real noise; the report counts them.
+        """
         noisy = inject_noise(self.labels, kind, rate, seed, self.num_classes)
+        is_noisy = noisy.is_noisy | self.is_noisy
+        report = dataclasses.replace(
+            noisy.report, num_noisy=int(is_noisy.sum()),
+            realized_rate=float(is_noisy.mean()) if is_noisy.size else 0.0)
         return dataclasses.replace(
-            self, labels=noisy.labels, is_noisy=noisy.is_noisy,
-            num_classes=noisy.report.num_classes, noise=noisy.report)
+            self, labels=noisy.labels, is_noisy=is_noisy,
+            num_classes=noisy.report.num_classes, noise=report)
 
     def subset(self, keep: np.ndarray, name: str) -> "ImageSplit":
         """The samples where `keep` is true, labels re-indexed from 0."""
