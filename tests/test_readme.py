@@ -73,12 +73,13 @@ def test_the_serving_recipe_runs_as_written(served):
     # The export and tensorflow_model_server lines need a run and TF Serving's
     # binary; the fixture stands in for both.
     assert "tensorflow_model_server" in blocks[0]
-    curl, client = blocks[1], blocks[2]
+    curl_encoded, curl_floats, client = blocks[1:4]
 
-    result = _bash(curl, folder)
-    assert result.returncode == 0, result.stderr[-2000:]
-    np.testing.assert_allclose(json.loads(result.stdout)["predictions"], expected[:1],
-                               atol=1e-5)
+    for curl in (curl_encoded, curl_floats):
+        result = _bash(curl, folder)
+        assert result.returncode == 0, result.stderr[-2000:]
+        np.testing.assert_allclose(json.loads(result.stdout)["predictions"], expected[:1],
+                                   atol=1e-5)
 
     result = _bash(client, folder)
     assert result.returncode == 0, result.stderr[-2000:]
