@@ -14,7 +14,7 @@ from prism_tf import MemoryBank, PrismModel, PrismSelector, losses
 from prism_tf.data import (ImageSplit, csv_list, fashion_mnist, image_folder, split_classes,
                            synthetic, tfds_dataset)
 from prism_tf.data.noise import NOISE_KINDS
-from prism_tf.data.pipeline import Preprocessing, eval_dataset
+from prism_tf.data.pipeline import Preprocessing, drop_undecodable, eval_dataset
 from prism_tf.encoders import build_encoder
 from prism_tf.evaluation import embed_dataset, retrieval_metrics
 
@@ -132,6 +132,7 @@ def load_splits(config: ml_collections.ConfigDict) -> Tuple[ImageSplit, ImageSpl
         test = image_folder(data.test_dir) if data.test_dir else None
         if test is None:
             train, test = split_classes(train, "train"), split_classes(train, "test")
+    train, test = (drop_undecodable(split, data.strict) for split in (train, test))
     # The rate means nothing without a kind: `noise.kind=none` alone is enough.
     rate = data.noise.rate if data.noise.kind != "none" else 0.0
     return train.with_noise(data.noise.kind, rate, data.seed), test
@@ -155,8 +156,10 @@ def data_report(train: ImageSplit, test: ImageSplit,
     size = config.data.image_size
     return {
         "image_shape": [size, size, preprocessing(config).channels_for(train)],
-        "train": {"name": train.name, "classes": train.num_classes, "samples": len(train)},
-        "test": {"name": test.name, "classes": test.num_classes, "samples": len(test)},
+        "train": {"name": train.name, "classes": train.num_classes, "samples": len(train),
+                  "skipped_undecodable": list(train.skipped)},
+        "test": {"name": test.name, "classes": test.num_classes, "samples": len(test),
+                 "skipped_undecodable": list(test.skipped)},
         "noise": {"kind": train.noise.kind, "requested_rate": train.noise.requested_rate,
                   "realized_rate": train.noise.realized_rate,
                   "noisy_samples": train.noise.num_noisy},

@@ -29,3 +29,13 @@ def write_idx(path: Path, array: np.ndarray) -> Path:
     data = header + array.astype(np.uint8).tobytes()
     path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
     return path
+
+
+def damage_png_body(path: Path) -> Path:
+    """Zeroes bytes in the middle of a PNG: signature and IEND stay intact,
+    so only decoding finds it."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 40] = bytes(40)
+    path.write_bytes(bytes(data))
+    return path

@@ -6,7 +6,8 @@ import tensorflow as tf
 
 from prism_tf.data import DataError, image_folder, synthetic
 from prism_tf.data.pipeline import (CorruptImageLog, Preprocessing, class_balanced_indices,
-                                    eval_dataset, sample_dataset, train_dataset)
+                                    drop_undecodable, eval_dataset, sample_dataset,
+                                    train_dataset)
 from tests import data_helpers
 
 SMALL = Preprocessing(image_size=16, eval_resize=1.0)
@@ -104,3 +105,30 @@ def test_strict_mode_raises_with_the_path(tmp_path):
     split = _folder_with_corrupt_images(tmp_path)
     with pytest.raises(tf.errors.OpError, match="corrupt or unreadable image: .*img_(1.png|2.jpg)"):
         list(eval_dataset(split, 8, Preprocessing(8), strict=True))
+
+
+def test_corrupt_evaluation_images_are_left_out_not_embedded(tmp_path):
+    split = _folder_with_corrupt_images(tmp_path)
+    log = CorruptImageLog()
+    labels = np.concatenate([y.numpy() for _, y in eval_dataset(split, 3, SMALL, log=log)])
+    assert labels.size == len(split) - 2 and log.count == 2
+
+
+def test_a_damaged_body_is_found_by_decoding_and_skipped_or_refused(tmp_path):
+    root = data_helpers.image_folder(tmp_path / "images", (4, 4))
+    damaged = data_helpers.damage_png_body(root / "class_1" / "img_1.png")
+    split = image_folder(str(root))
+    with pytest.raises(tf.errors.InvalidArgumentError):   # what a run met before
+        list(eval_dataset(split, 8, SMALL))
+    checked = drop_undecodable(split)
+    assert checked.skipped == (str(damaged),) and len(checked) == len(split) - 1
+    assert str(damaged) not in checked.paths.tolist()
+    assert len(list(eval_dataset(checked, 8, SMALL).unbatch())) == len(split) - 1
+    with pytest.raises(DataError, match=r"1 image\(s\) of .* cannot be decoded: .*img_1.png"):
+        drop_undecodable(split, strict=True)
+    encoded = dataclasses.replace(split, paths=None,
+                                  encoded=np.array([open(p, "rb").read() for p in split.paths],
+                                                   dtype=object))
+    assert len(drop_undecodable(encoded).skipped) == 1
+    pixels = synthetic("train", num_classes=2, images_per_class=2, image_size=8)
+    assert drop_undecodable(pixels) is pixels

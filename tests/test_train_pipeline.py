@@ -59,7 +59,8 @@ def test_a_run_writes_config_data_checkpoints_metrics_and_tensorboard(finished_r
     workdir, metrics = finished_run
     assert json.loads((workdir / "config.json").read_text())["train"]["steps"] == 40
     data = json.loads((workdir / "data.json").read_text())
-    assert data["train"] == {"name": "synthetic/train", "classes": 100, "samples": 4000}
+    assert data["train"] == {"name": "synthetic/train", "classes": 100, "samples": 4000,
+                             "skipped_undecodable": []}
     assert data["noise"]["realized_rate"] == 0.5 and data["noise"]["requested_rate"] == 0.5
     saved = json.loads((workdir / "metrics.json").read_text())
     assert saved == pytest.approx(metrics)
@@ -331,3 +332,22 @@ def test_config_errors_are_one_line_without_usage_text(tmp_path):
         "error: config.train.learning_rate = 0.0: expected a learning rate in (0, 1]")
     assert "USAGE" not in result.stderr and "--config" not in result.stderr.splitlines()[-1]
     assert not (tmp_path / "w").exists()
+
+
+def test_undecodable_images_are_skipped_and_recorded_or_refused_in_strict_mode(tmp_path):
+    from tests import data_helpers
+
+    data_helpers.image_folder(tmp_path / "train", images_per_class=(4, 4, 4))
+    data_helpers.image_folder(tmp_path / "test", images_per_class=(3, 3))
+    damaged = data_helpers.damage_png_body(tmp_path / "train" / "class_2" / "img_1.png")
+    config = _with(_small_config(), data__source="folder", data__data_dir=str(tmp_path / "train"),
+                   data__test_dir=str(tmp_path / "test"), train__batch_size=8,
+                   train__steps=2, train__eval_every=2, memory__size=64)
+    train(config, str(tmp_path / "w"), verbose=0)
+    data = json.loads((tmp_path / "w" / "data.json").read_text())
+    assert data["train"]["skipped_undecodable"] == [str(damaged)]
+    assert data["train"]["samples"] == 11
+    config.data.strict = True
+    with pytest.raises(ValueError, match=r"cannot be decoded: .*img_1.png"):
+        train(config, str(tmp_path / "strict"), verbose=0)
+    assert not (tmp_path / "strict").exists()

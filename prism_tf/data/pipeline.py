@@ -7,9 +7,11 @@ position), so the same seed gives the same batches, and a run resumed at
 `start_step` continues the same sequence.
 
 A JPEG/PNG that is not a whole image (wrong signature, truncated: no end
-marker near its end) is counted and logged by a `CorruptImageLog`, and in a
-training batch replaced by another image of the same class group; with
-`strict=True` it raises with its path instead.
+marker near its end) is counted and logged by a `CorruptImageLog`, in a
+training batch replaced by another image of the same class group, and left
+out of evaluation; with `strict=True` it raises with its path instead. A
+file whose markers are intact but whose body is damaged passes that check:
+`drop_undecodable` (which the pipelines run on every split) finds those.
 """
 
 import dataclasses
@@ -158,6 +160,47 @@ class ImageReader:
         return image, ok
 
 
+def drop_undecodable(split: ImageSplit, strict: bool = False) -> ImageSplit:
+    """Decodes every image of `split` once; returns the split without the
+    ones that fail, their paths (or "split sample i" names) in `skipped`.
+
+    Catches what the in-graph structural check cannot: files whose markers
+    are intact but whose body is damaged, which would otherwise stop a run
+    with TensorFlow's decode error and no path. With `strict` a failure
+    raises `DataError` naming the files instead. Pixel splits (nothing to
+    decode) come back as they are. One pass over the files: about a minute
+    for 100k JPEGs on 2 cores.
+    """
+    if split.pixels is not None:
+        return split
+    # A variable, not a constant: a split's bytes may exceed a graph's 2 GB.
+    store = (tf.Variable(split.encoded.astype(bytes), trainable=False)
+             if split.encoded is not None else tf.constant(split.paths.astype(str)))
+    from_files = split.encoded is None
+
+    def decodes(index):
+        data = tf.io.read_file(store[index]) if from_files else store[index]
+        image = tf.io.decode_image(data, expand_animations=False)
+        return index, tf.shape(image)[0]
+
+    survivors = (tf.data.Dataset.range(len(split))
+                 .map(decodes, num_parallel_calls=AUTOTUNE, deterministic=True)
+                 .ignore_errors().map(lambda index, _: index).batch(4096))
+    good = np.zeros(len(split), bool)
+    for indices in survivors:
+        good[indices.numpy()] = True
+    bad = np.flatnonzero(~good)
+    names = [str(split.paths[i]) if from_files else f"{split.name} sample {i}" for i in bad]
+    if names and strict:
+        raise DataError(f"{len(names)} image(s) of {split.name} cannot be decoded: "
+                        + ", ".join(names[:5]) + (" ..." if len(names) > 5 else ""))
+    if names:
+        logging.warning("Skipped %d image(s) of %s that cannot be decoded: %s%s", len(names),
+                        split.name, ", ".join(names[:5]), " ..." if len(names) > 5 else "")
+        split = split.subset(good, split.name)
+    return dataclasses.replace(split, skipped=split.skipped + tuple(names))
+
+
 def class_balanced_indices(labels: np.ndarray, classes_per_batch: int,
                            samples_per_class: int, seed: int,
                            start_step: int = 0) -> Iterator[np.ndarray]:
@@ -259,9 +302,14 @@ def train_dataset(split: ImageSplit, classes_per_batch: int, samples_per_class: 
 def eval_dataset(split: ImageSplit, batch_size: int = 256,
                  preprocessing: Preprocessing = Preprocessing(), strict: bool = False,
                  log: Optional[CorruptImageLog] = None) -> tf.data.Dataset:
-    """All samples in order, batched: (images float32, labels int32)."""
+    """All samples in order, batched: (images float32, labels int32).
+
+    Images that fail the structural check are left out (counted and logged),
+    not embedded as placeholders.
+    """
     channels = preprocessing.channels_for(split)
     samples = sample_dataset(split, log or CorruptImageLog(strict), channels)
-    return (samples.map(lambda s: (preprocessing.eval_view(s["image"]), s["label"]),
+    return (samples.filter(lambda s: s["ok"])
+            .map(lambda s: (preprocessing.eval_view(s["image"]), s["label"]),
                         num_parallel_calls=AUTOTUNE, deterministic=True)
             .batch(batch_size).prefetch(AUTOTUNE))

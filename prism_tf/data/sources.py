@@ -43,6 +43,7 @@ class ImageSplit:
     encoded: Optional[np.ndarray] = None
     paths: Optional[np.ndarray] = None
     noise: Optional[NoiseReport] = None
+    skipped: Tuple[str, ...] = ()   # images left out because they cannot be decoded
 
     def __post_init__(self):
         if sum(x is not None for x in (self.pixels, self.encoded, self.paths)) != 1:
