@@ -14,13 +14,16 @@ def base_config() -> ml_collections.ConfigDict:
         source="synthetic",    # synthetic | fashion_mnist | tfds | csv | folder
         name="",               # TFDS builder name (source=tfds)
         data_dir="",           # source folder; "" = the source's default
-        train_list="",         # source=csv: 'path,label' lists under data_dir
+        train_list="",         # source=csv: 'path,label' lists; relative names and the
+                               # paths inside them are under data_dir
         test_list="",
         clean_list="",         # source=csv: clean subset of train_list (ground truth)
         test_dir="",           # source=folder: test images (train: data_dir)
         seed=0,
-        image_size=32,
-        crop_scale=(0.2, 1.0),
+        image_size=32,         # every image is resized to this (sizes found are printed)
+        crop_scale=(0.2, 1.0), # training: random crop of this area share, then resize
+        flip=True,             # training: random horizontal flips (not for text or digits)
+        eval_resize=256 / 224, # evaluation: shorter side to image_size * this, centre crop
         mean=(0.485, 0.456, 0.406),  # () = no normalisation beyond [0, 1]
         std=(0.229, 0.224, 0.225),
         samples_per_class=4,   # K; P = train.batch_size / K

@@ -3,7 +3,7 @@
 import inspect
 import json
 from pathlib import Path
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import keras
 import ml_collections
@@ -50,6 +50,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     need(data.noise.kind in NOISE_KINDS, "data.noise.kind", f"one of {NOISE_KINDS}")
     need(0.0 <= data.noise.rate < 1.0, "data.noise.rate", "a rate in [0, 1)")
     need(all(v > 0 for v in data.std), "data.std", "values > 0 (they divide the pixels)")
+    need(data.eval_resize >= 1.0, "data.eval_resize",
+         "a factor >= 1 (the centre crop cannot be larger than the resized image)")
+    need(0.0 < data.crop_scale[0] <= data.crop_scale[1] <= 1.0, "data.crop_scale",
+         "(low, high) area shares with 0 < low <= high <= 1")
     need(not data.mean or not data.std or len(data.mean) == len(data.std), "data.std",
          f"as many values as data.mean ({len(data.mean)})")
     need(0.0 <= config.prism.noise_rate < 1.0, "prism.noise_rate", "a rate in [0, 1)")
@@ -112,6 +116,16 @@ def write_atomically(path: Path, text: str) -> None:
     temporary.replace(path)
 
 
+def list_path(name: str, data_dir: Optional[str]) -> str:
+    """Where an image list is: like the image paths inside it, a relative
+    name is under `data.data_dir`; an absolute one is used as it is.
+
+    >>> list_path("train.csv", "/data/cars"), list_path("/lists/train.csv", "/data/cars")
+    ('/data/cars/train.csv', '/lists/train.csv')
+    """
+    return str(Path(data_dir or ".") / name)
+
+
 def load_splits(config: ml_collections.ConfigDict) -> Tuple[ImageSplit, ImageSplit]:
     """(noisy training split, evaluation split) of the configured source."""
     data = config.data
@@ -125,8 +139,9 @@ def load_splits(config: ml_collections.ConfigDict) -> Tuple[ImageSplit, ImageSpl
         train, test = (tfds_dataset(data.name, part, data_dir=data_dir)
                        for part in ("train", "test"))
     elif data.source == "csv":
-        train = csv_list(data.train_list, data.data_dir, data.clean_list or None)
-        test = csv_list(data.test_list, data.data_dir)
+        train = csv_list(list_path(data.train_list, data_dir), data.data_dir,
+                         list_path(data.clean_list, data_dir) if data.clean_list else None)
+        test = csv_list(list_path(data.test_list, data_dir), data.data_dir)
     else:
         train = image_folder(data.data_dir)
         test = image_folder(data.test_dir) if data.test_dir else None
@@ -136,6 +151,26 @@ def load_splits(config: ml_collections.ConfigDict) -> Tuple[ImageSplit, ImageSpl
     # The rate means nothing without a kind: `noise.kind=none` alone is enough.
     rate = data.noise.rate if data.noise.kind != "none" else 0.0
     return train.with_noise(data.noise.kind, rate, data.seed), test
+
+
+def _size_text(split: ImageSplit) -> str:
+    if split.size_range is None:
+        return "unknown"
+    low_h, low_w, high_h, high_w = split.size_range
+    low, high = f"{low_h}x{low_w}", f"{high_h}x{high_w}"
+    return low if low == high else f"{low} to {high}"
+
+
+def data_message(train: ImageSplit, test: ImageSplit,
+                 config: ml_collections.ConfigDict) -> str:
+    """What a run prints about its images: sizes found, and what becomes of them."""
+    size = config.data.image_size
+    flips = "random horizontal flips" if config.data.flip else "no flips"
+    return (f"Images: {train.name} {_size_text(train)}, {test.name} {_size_text(test)}; "
+            f"all resized to {size}x{size} (data.image_size). Training: random crops of "
+            f"{tuple(config.data.crop_scale)} of the area (data.crop_scale), {flips} "
+            f"(data.flip). Evaluation: shorter side to "
+            f"{round(size * config.data.eval_resize)}, centre crop (data.eval_resize).")
 
 
 def noise_message(train: ImageSplit, config: ml_collections.ConfigDict) -> str:
@@ -156,10 +191,9 @@ def data_report(train: ImageSplit, test: ImageSplit,
     size = config.data.image_size
     return {
         "image_shape": [size, size, preprocessing(config).channels_for(train)],
-        "train": {"name": train.name, "classes": train.num_classes, "samples": len(train),
-                  "skipped_undecodable": list(train.skipped)},
-        "test": {"name": test.name, "classes": test.num_classes, "samples": len(test),
-                 "skipped_undecodable": list(test.skipped)},
+        **{part: {"name": split.name, "classes": split.num_classes, "samples": len(split),
+                  "image_sizes": _size_text(split), "skipped_undecodable": list(split.skipped)}
+           for part, split in (("train", train), ("test", test))},
         "noise": {"kind": train.noise.kind, "requested_rate": train.noise.requested_rate,
                   "realized_rate": train.noise.realized_rate,
                   "noisy_samples": train.noise.num_noisy},
@@ -177,6 +211,7 @@ def check_evaluation_split(split: ImageSplit) -> None:
 def preprocessing(config: ml_collections.ConfigDict) -> Preprocessing:
     data = config.data
     return Preprocessing(image_size=data.image_size, crop_scale=tuple(data.crop_scale),
+                         eval_resize=data.eval_resize, flip=data.flip,
                          mean=tuple(data.mean) or None, std=tuple(data.std) or None)
 
 

@@ -76,6 +76,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> 
 
     resuming = experiment.claim_workdir(workdir, config)
     experiment.write_atomically(workdir / "data.json", json.dumps(report, indent=2))
+    print("Config:", experiment.config_to_json(config))
+    print(experiment.data_message(train_split, test_split, config))
     print(experiment.noise_message(train_split, config))
     manager = experiment.checkpoint_manager(model, workdir)
     if manager.latest_checkpoint:

@@ -131,4 +131,5 @@ def test_a_damaged_body_is_found_by_decoding_and_skipped_or_refused(tmp_path):
                                                    dtype=object))
     assert len(drop_undecodable(encoded).skipped) == 1
     pixels = synthetic("train", num_classes=2, images_per_class=2, image_size=8)
-    assert drop_undecodable(pixels) is pixels
+    assert drop_undecodable(pixels).size_range == (8, 8, 8, 8)
+    assert checked.size_range == (20, 24, 20, 24)

@@ -60,7 +60,7 @@ def test_a_run_writes_config_data_checkpoints_metrics_and_tensorboard(finished_r
     assert json.loads((workdir / "config.json").read_text())["train"]["steps"] == 40
     data = json.loads((workdir / "data.json").read_text())
     assert data["train"] == {"name": "synthetic/train", "classes": 100, "samples": 4000,
-                             "skipped_undecodable": []}
+                             "image_sizes": "32x32", "skipped_undecodable": []}
     assert data["noise"]["realized_rate"] == 0.5 and data["noise"]["requested_rate"] == 0.5
     saved = json.loads((workdir / "metrics.json").read_text())
     assert saved == pytest.approx(metrics)

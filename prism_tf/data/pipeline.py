@@ -39,15 +39,18 @@ class Preprocessing:
     """How images become model inputs.
 
     Training: random resized crop (area share `crop_scale`, aspect 3/4-4/3)
-    to `image_size`, random horizontal flip. Evaluation: resize the shorter
-    side to `image_size * eval_resize`, centre crop `image_size`. Then
-    x / 255, minus `mean`, over `std` (None: leave in [0, 1]).
+    to `image_size`, random horizontal flip if `flip` (wrong for text,
+    logos, digits). Evaluation: resize the shorter side to
+    `image_size * eval_resize`, centre crop `image_size` (eval_resize 1:
+    no border cut). Then x / 255, minus `mean`, over `std` (None: leave in
+    [0, 1]).
     """
 
     image_size: int = 224
     channels: Optional[int] = None   # None: the source's own (3 for files)
     crop_scale: Tuple[float, float] = (0.2, 1.0)
     eval_resize: float = 256 / 224
+    flip: bool = True
     mean: Optional[Tuple[float, ...]] = IMAGENET_MEAN
     std: Optional[Tuple[float, ...]] = IMAGENET_STD
 
@@ -76,7 +79,9 @@ class Preprocessing:
             area_range=self.crop_scale, max_attempts=10,
             use_image_if_no_bounding_boxes=True)
         crop = tf.image.resize(tf.slice(image, begin, size), [self.image_size] * 2)
-        return self.normalize(tf.image.stateless_random_flip_left_right(crop, flip_seed))
+        if self.flip:
+            crop = tf.image.stateless_random_flip_left_right(crop, flip_seed)
+        return self.normalize(crop)
 
     def eval_view(self, image: tf.Tensor) -> tf.Tensor:
         shape = tf.cast(tf.shape(image)[:2], tf.float32)
@@ -162,7 +167,8 @@ class ImageReader:
 
 def drop_undecodable(split: ImageSplit, strict: bool = False) -> ImageSplit:
     """Decodes every image of `split` once; returns the split without the
-    ones that fail, their paths (or "split sample i" names) in `skipped`.
+    ones that fail, their paths (or "split sample i" names) in `skipped`,
+    and the smallest and largest image size in `size_range`.
 
     Catches what the in-graph structural check cannot: files whose markers
     are intact but whose body is damaged, which would otherwise stop a run
@@ -172,7 +178,8 @@ def drop_undecodable(split: ImageSplit, strict: bool = False) -> ImageSplit:
     for 100k JPEGs on 2 cores.
     """
     if split.pixels is not None:
-        return split
+        height, width = split.pixels.shape[1:3]
+        return dataclasses.replace(split, size_range=(height, width, height, width))
     # A variable, not a constant: a split's bytes may exceed a graph's 2 GB.
     store = (tf.Variable(split.encoded.astype(bytes), trainable=False)
              if split.encoded is not None else tf.constant(split.paths.astype(str)))
@@ -181,14 +188,16 @@ def drop_undecodable(split: ImageSplit, strict: bool = False) -> ImageSplit:
     def decodes(index):
         data = tf.io.read_file(store[index]) if from_files else store[index]
         image = tf.io.decode_image(data, expand_animations=False)
-        return index, tf.shape(image)[0]
+        return index, tf.shape(image)[:2]
 
     survivors = (tf.data.Dataset.range(len(split))
                  .map(decodes, num_parallel_calls=AUTOTUNE, deterministic=True)
-                 .ignore_errors().map(lambda index, _: index).batch(4096))
+                 .ignore_errors().batch(4096))
     good = np.zeros(len(split), bool)
-    for indices in survivors:
+    low, high = np.full(2, np.iinfo(np.int32).max), np.zeros(2, np.int64)
+    for indices, sizes in survivors:
         good[indices.numpy()] = True
+        low, high = np.minimum(low, sizes.numpy().min(0)), np.maximum(high, sizes.numpy().max(0))
     bad = np.flatnonzero(~good)
     names = [str(split.paths[i]) if from_files else f"{split.name} sample {i}" for i in bad]
     if names and strict:
@@ -198,7 +207,9 @@ def drop_undecodable(split: ImageSplit, strict: bool = False) -> ImageSplit:
         logging.warning("Skipped %d image(s) of %s that cannot be decoded: %s%s", len(names),
                         split.name, ", ".join(names[:5]), " ..." if len(names) > 5 else "")
         split = split.subset(good, split.name)
-    return dataclasses.replace(split, skipped=split.skipped + tuple(names))
+    size_range = (*map(int, low), *map(int, high)) if good.any() else None
+    return dataclasses.replace(split, skipped=split.skipped + tuple(names),
+                               size_range=size_range)
 
 
 def class_balanced_indices(labels: np.ndarray, classes_per_batch: int,

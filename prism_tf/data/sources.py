@@ -44,6 +44,8 @@ class ImageSplit:
     paths: Optional[np.ndarray] = None
     noise: Optional[NoiseReport] = None
     skipped: Tuple[str, ...] = ()   # images left out because they cannot be decoded
+    # (min height, min width, max height, max width), once the images were checked
+    size_range: Optional[Tuple[int, int, int, int]] = None
 
     def __post_init__(self):
         if sum(x is not None for x in (self.pixels, self.encoded, self.paths)) != 1:
