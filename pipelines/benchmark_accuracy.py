@@ -31,7 +31,7 @@ import ml_collections
 import numpy as np
 from ml_collections import config_flags
 
-from pipelines import experiment
+from pipelines import cli, experiment
 from pipelines.train import train
 
 FLAGS = flags.FLAGS
@@ -171,4 +171,4 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    cli.run(main)

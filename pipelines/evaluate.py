@@ -14,7 +14,7 @@ import json
 from absl import app, flags
 import tensorflow as tf
 
-from pipelines import experiment
+from pipelines import cli, experiment
 
 FLAGS = flags.FLAGS
 
@@ -58,4 +58,4 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    cli.run(main)

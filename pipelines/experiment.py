@@ -87,6 +87,8 @@ def claim_workdir(workdir: Path, config: ml_collections.ConfigDict) -> bool:
     """
     path = workdir / CONFIG_FILE
     resolved = config_to_json(config)
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(f"workdir {workdir} is a file, not a folder")
     if path.exists():
         old, new = json.loads(path.read_text()), json.loads(resolved)
         if old != new:
@@ -95,8 +97,11 @@ def claim_workdir(workdir: Path, config: ml_collections.ConfigDict) -> bool:
                 f"{workdir} holds a different experiment ({path}); differing keys: "
                 + ", ".join(diffs) + ". Use another --workdir or the same config.")
         return True
-    workdir.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, resolved)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, resolved)
+    except OSError as error:
+        raise ConfigError(f"cannot write to workdir {workdir}: {error.strerror}") from None
     return False
 
 

@@ -14,7 +14,7 @@ from typing import Optional
 
 from absl import app, flags
 
-from pipelines import experiment
+from pipelines import cli, experiment
 from prism_tf.export import export_saved_model
 
 FLAGS = flags.FLAGS
@@ -58,4 +58,4 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    cli.run(main)

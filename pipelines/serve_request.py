@@ -24,6 +24,7 @@ from absl import app, flags
 import numpy as np
 import tensorflow as tf
 
+from pipelines import cli
 from prism_tf.export import (CONTRACT_FILE, predict_request, preprocessing_from_contract,
                              rest_body)
 
@@ -124,4 +125,4 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    cli.run(main)

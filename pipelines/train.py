@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from ml_collections import config_flags
 
-from pipelines import experiment
+from pipelines import cli, experiment
 from prism_tf.callbacks import CheckpointAtEpochEnd, RetrievalEvaluation
 from prism_tf.data import ImageSplit
 from prism_tf.data.pipeline import Preprocessing, eval_dataset, sample_dataset, train_dataset
@@ -162,4 +162,4 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    cli.run(main)

@@ -185,7 +185,10 @@ def export_saved_model(encoder: keras.Model, export_dir: str, preprocessing: Pre
     Raises FileExistsError, writing nothing, if that version exists.
     """
     export_dir = Path(export_dir)
-    export_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        export_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(f"cannot write to export folder {export_dir}: {error.strerror}") from None
     version = next_version(export_dir) if version is None else int(version)
     final = export_dir / str(version)
     if final.exists():

@@ -366,3 +366,40 @@ def test_the_own_data_config_trains_on_a_folder_of_class_folders(tmp_path, capsy
     out = capsys.readouterr().out
     assert "used as given (no noise injected)" in out
     assert "all resized to 64x64 (data.image_size)" in out and "no flips (data.flip)" in out
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--config=configs/nope.py"], "Failed loading config file"),
+    (["--config=configs/default.py", "--config.train.stepz=5"],
+     'Did you mean "steps" instead of "stepz"?'),
+    (["--config=configs/default.py", "--config.train.steps=abc"], "invalid literal"),
+])
+def test_a_bad_config_file_or_override_is_one_line(tmp_path, flags, message):
+    result = _run([sys.executable, "-m", "pipelines.train", f"--workdir={tmp_path / 'w'}",
+                   *flags])
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "USAGE" not in result.stderr
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("where,message", [
+    ("file", "is a file, not a folder"),
+    ("under_file", "cannot write to workdir"),
+    ("read_only", "cannot write to workdir"),   # /sys refuses even root
+])
+def test_a_workdir_that_cannot_be_written_is_one_line(tmp_path, where, message):
+    (tmp_path / "a_file").write_text("x")
+    workdir = {"file": tmp_path / "a_file", "under_file": tmp_path / "a_file" / "w",
+               "read_only": Path("/sys/prism_tf_test")}[where]
+    with pytest.raises(experiment.ConfigError, match=message):
+        train(_small_config(), str(workdir), verbose=0)
+
+
+def test_a_read_only_export_folder_is_one_line(finished_run):
+    result = _run([sys.executable, "-m", "pipelines.export", f"--workdir={finished_run[0]}",
+                   "--export_dir=/sys/prism_tf_models"])
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: cannot write to export folder /sys/prism_tf_models")
