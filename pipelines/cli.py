@@ -5,7 +5,9 @@ value ends the program with one `error: ...` line, not a traceback and not
 the usage text (which `--help` still prints).
 """
 
-from typing import Callable, List
+import logging
+import sys
+from typing import Callable, List, Optional
 
 from absl import app, flags
 
@@ -41,5 +43,25 @@ def parse_flags(argv: List[str]) -> List[str]:
 
 
 def run(main: Callable[[List[str]], None]) -> None:
-    """`app.run(main)` with one-line flag and config errors."""
+    """`app.run(main)` with one-line flag and config errors, and without the
+    library chatter that buries a run's own lines (TensorFlow's INFO line on
+    every checkpoint save, faiss's loader lines)."""
+    for name in ("tensorflow", "faiss"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # TensorFlow's checkpoint saver logs through absl, beside our own lines.
+    logging.getLogger("absl").addFilter(_not_from_tensorflow)
     app.run(main, flags_parser=parse_flags)
+
+
+def _not_from_tensorflow(record: logging.LogRecord) -> bool:
+    """Keeps absl INFO records unless TensorFlow's own code wrote them."""
+    return record.levelno >= logging.WARNING or "/tensorflow/" not in record.pathname
+
+
+def progress_verbosity(verbose: Optional[int]) -> int:
+    """Keras `fit` verbosity: `verbose` if set, else a progress bar on a
+    terminal and one line per epoch when stdout is a file or a CI log
+    (a bar there writes a carriage-return line per step)."""
+    if verbose is not None:
+        return verbose
+    return 1 if sys.stdout.isatty() else 2

@@ -2,8 +2,9 @@
 
 import inspect
 import json
+import shutil
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import keras
 import ml_collections
@@ -264,6 +265,19 @@ def checkpoint_manager(model: PrismModel, workdir: Path) -> tf.train.CheckpointM
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                      epoch_logs=tf.Variable("", dtype=tf.string))
     return tf.train.CheckpointManager(checkpoint, str(workdir / "checkpoints"), max_to_keep=3)
+
+
+def remove_stale_checkpoints(manager: tf.train.CheckpointManager) -> List[str]:
+    """Deletes what a killed save leaves beside the checkpoints: `*_temp`
+    folders and files of checkpoints the manager does not list. Returns
+    their names."""
+    listed = {Path(path).name for path in manager.checkpoints}
+    removed = []
+    for path in sorted(Path(manager.directory).glob("ckpt-*")):
+        if path.name.split(".")[0] not in listed:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            removed.append(path.name)
+    return removed
 
 
 def read_run(workdir: str) -> Tuple[ml_collections.ConfigDict, Dict[str, object]]:

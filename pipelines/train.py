@@ -22,7 +22,7 @@ import numpy as np
 from ml_collections import config_flags
 
 from pipelines import cli, experiment
-from prism_tf.callbacks import CheckpointAtEpochEnd, RetrievalEvaluation
+from prism_tf.callbacks import CheckpointAtEpochEnd, RetrievalEvaluation, StepTensorBoard
 from prism_tf.data import ImageSplit
 from prism_tf.data.pipeline import Preprocessing, eval_dataset, sample_dataset, train_dataset
 from prism_tf.model import InvalidBatchError
@@ -35,6 +35,8 @@ def _define_flags() -> None:
     # Defined only when run as a program, so tests can import the module.
     config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
     flags.DEFINE_string("workdir", None, "Folder for config, checkpoints, logs and metrics.")
+    flags.DEFINE_integer("verbose", None, "fit's output: 0 none, 1 progress bar, 2 one line "
+                         "per epoch; default: 1 on a terminal, else 2.")
 
 
 def fixed_sample(split: ImageSplit, count: int, preprocessing: Preprocessing,
@@ -80,6 +82,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> 
     print(experiment.data_message(train_split, test_split, config))
     print(experiment.noise_message(train_split, config))
     manager = experiment.checkpoint_manager(model, workdir)
+    removed = experiment.remove_stale_checkpoints(manager)
+    if removed:
+        logging.info("Removed what an interrupted save left: %s", ", ".join(removed))
     if manager.latest_checkpoint:
         manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         logging.info("Resuming from %s", manager.latest_checkpoint)
@@ -98,7 +103,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> 
         config.eval.recall_at)
     evaluation.set_model(model)   # also when no step is left to fit (resumed at the end)
     log_dir = str(workdir / "tensorboard")
-    callbacks = [evaluation, CheckpointAtEpochEnd(manager), keras.callbacks.TensorBoard(log_dir)]
+    callbacks = [evaluation, CheckpointAtEpochEnd(manager), StepTensorBoard(log_dir)]
     shown_test = fixed_sample(test_split, 512, preprocessing, config.data.seed)
     callbacks.append(RetrievalExamples(shown_test[0], shown_test[1], log_dir))
     if config.prism.enabled:
@@ -109,7 +114,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> 
                 config.train.steps, config.train.eval_every, step):
             model.fit(batches_from(int(model.optimizer.iterations.numpy())),
                       steps_per_epoch=steps_per_epoch, epochs=end_epoch,
-                      initial_epoch=first_epoch, verbose=verbose, callbacks=callbacks)
+                      initial_epoch=first_epoch, verbose=verbose, callbacks=callbacks,
+                      shuffle=False)   # the P x K sampler already shuffles
     except InvalidBatchError as error:
         kept = manager.latest_checkpoint or "none yet"
         raise InvalidBatchError(f"{error} Last good checkpoint: {kept}.") from None
@@ -154,7 +160,7 @@ def main(argv):
     if FLAGS.config is None or not FLAGS.workdir:
         raise app.UsageError("--config and --workdir are required")
     try:
-        train(FLAGS.config, FLAGS.workdir)
+        train(FLAGS.config, FLAGS.workdir, cli.progress_verbosity(FLAGS.verbose))
     except (ValueError, OSError) as error:
         # Config, data and bad-batch errors: one line, no usage text.
         raise SystemExit(f"error: {error}")

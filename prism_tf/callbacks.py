@@ -56,3 +56,16 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         if logs is not None:
             logs.update({f"val_{name}": value for name, value in metrics.items()
                          if name != "num_queries"})
+
+
+class StepTensorBoard(keras.callbacks.TensorBoard):
+    """Keras's TensorBoard callback with epoch scalars at the optimizer step.
+
+    Keras plots `epoch_*` scalars against the epoch index while histograms
+    and images (and any `tf.summary` written with the step) use the optimizer
+    step; with both on steps, one x axis serves every plot, and a resumed run
+    continues it.
+    """
+
+    def on_epoch_end(self, epoch: int, logs: Optional[Dict] = None) -> None:
+        super().on_epoch_end(int(self.model.optimizer.iterations.numpy()), logs)

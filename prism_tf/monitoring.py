@@ -123,7 +123,9 @@ class RetrievalExamples(keras.callbacks.Callback):
         self.writer.flush()
 
     def on_train_end(self, logs=None) -> None:
-        write_projector(self.log_dir / "projector", self._embed(), self.labels,
+        # In the `retrieval` run, which has event files: TensorBoard's projector
+        # only looks in runs, so a folder of its own stayed invisible.
+        write_projector(self.log_dir / "retrieval", self._embed(), self.labels,
                         displayable(tf.image.resize(self.images, [self.thumbnail] * 2)).numpy())
 
 

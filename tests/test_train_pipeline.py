@@ -1,10 +1,13 @@
+import contextlib
 import json
 import os
 import shutil
+import socket
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +41,37 @@ def _run(command, **kwargs):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=600, **kwargs)
+
+
+@contextlib.contextmanager
+def tensorboard_server(logdir: Path):
+    """The real `tensorboard` on a free 127.0.0.1 port; yields get(path) -> JSON."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "tensorboard"), f"--logdir={logdir}",
+         "--host=127.0.0.1", f"--port={port}", "--reload_interval=0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def get(path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as answer:
+            return json.loads(answer.read())
+
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if get("/data/runs"):
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None and time.time() < deadline, "tensorboard did not start"
+            time.sleep(0.5)
+        yield get
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def _scalar_tags(event_dir: Path):
@@ -80,7 +114,7 @@ def test_a_run_writes_config_data_checkpoints_metrics_and_tensorboard(finished_r
 
 
 def test_the_projector_holds_the_evaluation_embeddings(finished_run):
-    projector_dir = finished_run[0] / "tensorboard" / "projector"
+    projector_dir = finished_run[0] / "tensorboard" / "retrieval"
     config = (projector_dir / "projector_config.pbtxt").read_text()
     assert 'metadata_path: "metadata.tsv"' in config and 'image_path: "sprite.png"' in config
     embeddings = tf.train.load_variable(tf.train.latest_checkpoint(str(projector_dir)),
@@ -105,11 +139,31 @@ def test_killed_run_resumes_to_the_same_result(finished_run, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (workdir / "metrics.json").exists()
+    # What a kill during a save leaves: a temp folder and an unlisted checkpoint.
+    (workdir / "checkpoints" / "ckpt-40_temp").mkdir()
+    (workdir / "checkpoints" / "ckpt-40_temp" / "part-00000-of-00001.index").write_bytes(b"x")
+    (workdir / "checkpoints" / "ckpt-40.index").write_bytes(b"x")
     result = _run(_train_command(workdir))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Resuming from" in result.stderr
+    # Output to a file: one line per epoch, no progress bar, no library chatter.
+    assert "\r" not in result.stdout and "━" not in result.stdout
+    assert result.stdout.count("20/20 - ") == 1
+    for chatter in ("Sharding callback duration", "shuffle=True"):
+        assert chatter not in result.stderr
     resumed = json.loads((workdir / "metrics.json").read_text())
     assert resumed == json.loads((finished_run[0] / "metrics.json").read_text())
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == [
+        "checkpoint", "ckpt-20.data-00000-of-00001", "ckpt-20.index",
+        "ckpt-40.data-00000-of-00001", "ckpt-40.index"]
+    # TensorBoard, as its server shows it: every scalar at its optimizer step,
+    # the killed run's and the resumed run's events on one axis.
+    with tensorboard_server(workdir / "tensorboard") as get:
+        assert {"train", "validation", "prism", "retrieval"} <= set(get("/data/runs"))
+        for run, tag in (("train", "epoch_loss"), ("validation", "epoch_precision_at_1")):
+            points = get(f"/data/plugin/scalars/scalars?run={run}&tag={tag}")
+            assert sorted({step for _, step, _ in points}) == [20, 40], (run, tag, points)
+        assert "retrieval" in get("/data/plugin/projector/runs")
 
 
 def test_a_workdir_of_another_experiment_is_refused_untouched(finished_run):
@@ -403,3 +457,46 @@ def test_a_read_only_export_folder_is_one_line(finished_run):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith(
         "error: cannot write to export folder /sys/prism_tf_models")
+
+
+def _csv_data(root: Path) -> Path:
+    """root/images (6 classes) and root/train.csv, root/test.csv naming them."""
+    from tests import data_helpers
+
+    data_helpers.image_folder(root / "images", images_per_class=(4,) * 6)
+    lines = {"train": [], "test": []}
+    for c in range(6):
+        for j in range(4):
+            suffix = "png" if j % 2 else "jpg"
+            lines["train" if c < 3 else "test"].append(f"images/class_{c}/img_{j}.{suffix},{c}")
+    for part, rows in lines.items():
+        (root / f"{part}.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    return root
+
+
+def test_csv_lists_and_the_paths_in_them_are_relative_to_data_dir(tmp_path, monkeypatch):
+    root = _csv_data(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)   # not where the lists are
+    config = _with(_small_config(), data__source="csv", data__data_dir=str(root),
+                   data__train_list="train.csv", data__test_list="test.csv",
+                   data__noise__kind="none", train__batch_size=8, train__steps=2,
+                   train__eval_every=2, memory__size=64)
+    metrics = train(config, str(tmp_path / "w"), verbose=0)
+    assert metrics["step"] == 2
+    data = json.loads((tmp_path / "w" / "data.json").read_text())
+    assert data["train"]["samples"] == 12 and data["test"]["samples"] == 12
+
+
+@pytest.mark.parametrize("module", ["pipelines.train", "pipelines.benchmark_accuracy"])
+def test_a_missing_list_is_one_line(tmp_path, module):
+    root = _csv_data(tmp_path / "data")
+    target = ["--workdir", str(tmp_path / "w")] if module == "pipelines.train" else [
+        "--root", str(tmp_path / "w"), "--methods=semihard", "--noise=none:0", "--seeds=0"]
+    result = _run([sys.executable, "-m", module, "--config=configs/own_data.py",
+                   "--config.data.source=csv", f"--config.data.data_dir={root}",
+                   "--config.data.train_list=nope.csv", "--config.data.test_list=test.csv",
+                   *target])
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: image list not found: {root / 'nope.csv'}")
+    assert not (tmp_path / "w").exists() or not any((tmp_path / "w").rglob("config.json"))
