@@ -24,7 +24,8 @@ from ml_collections import config_flags
 from pipelines import cli, experiment
 from prism_tf.callbacks import CheckpointAtEpochEnd, RetrievalEvaluation, StepTensorBoard
 from prism_tf.data import ImageSplit
-from prism_tf.data.pipeline import Preprocessing, eval_dataset, sample_dataset, train_dataset
+from prism_tf.data.pipeline import (Preprocessing, class_balanced_indices, eval_dataset,
+                                    sample_dataset, train_dataset)
 from prism_tf.model import InvalidBatchError
 from prism_tf.monitoring import CleanProbabilityMonitor, RetrievalExamples
 
@@ -68,13 +69,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> 
     channels = preprocessing.channels_for(train_split)
     model = experiment.build_model(config, train_split.num_classes, channels)
 
+    classes_per_batch = config.train.batch_size // config.data.samples_per_class
+    # Refuses impossible P x K batches before the workdir is claimed.
+    class_balanced_indices(train_split.labels, classes_per_batch,
+                           config.data.samples_per_class, config.data.seed)
+
     def batches_from(step: int):
         return train_dataset(
-            train_split, config.train.batch_size // config.data.samples_per_class,
-            config.data.samples_per_class, preprocessing, seed=config.data.seed,
-            start_step=step, strict=config.data.strict)
-
-    batches_from(0)   # refuses impossible P x K batches before the workdir is claimed
+            train_split, classes_per_batch, config.data.samples_per_class, preprocessing,
+            seed=config.data.seed, start_step=step, strict=config.data.strict)
 
     resuming = experiment.claim_workdir(workdir, config)
     experiment.write_atomically(workdir / "data.json", json.dumps(report, indent=2))
