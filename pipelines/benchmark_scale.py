@@ -80,7 +80,7 @@ def measure_cell(memory: int, classes: int, dim: int, batch: int,
         with tf.GradientTape() as tape:
             tape.watch(z)
             value = loss(labels, z, ref_embeddings=bank.embeddings,
-                         ref_labels=bank.labels, ref_weight=bank.labels >= 0)
+                         ref_labels=bank.labels, ref_weight=bank.occupied())
         return value, tape.gradient(value, z)
 
     result = {"bank MiB": sum(v.numpy().nbytes for v in bank.weights) / MIB}

@@ -24,6 +24,8 @@ import tensorflow as tf
 from prism_tf import compat
 from prism_tf.distances import DISTANCES, cosine_similarity, pairwise_distance
 
+# What `Loss.get_config` records when no reduction was chosen (Keras 3 / 2).
+_KERAS_DEFAULT_REDUCTION = "sum_over_batch_size" if compat.KERAS_3 else "auto"
 # Large but finite: an empty weighted log-sum-exp must not give NaN gradients.
 _EMPTY_LOGIT = -1e4
 
@@ -111,7 +113,22 @@ class MetricLoss(keras.losses.Loss):
     ref_embeddings=None, ref_labels=None, ref_weight=None)`; returns a scalar.
     Weights act on pairs, so a 0/1 `sample_weight` equals calling the loss
     on the selected rows only.
+
+    Where this departs from Keras's `Loss` contract, and why: a metric loss
+    is not a mean of per-sample values (each formula reduces over its own
+    pairs, e.g. TFA's triplet losses average over anchor-positive pairs), so
+    `__call__` returns that reduction itself, `call(y_true, y_pred)` is the
+    same value without weights, and `reduction` cannot be chosen: any value
+    but Keras's default raises instead of being ignored. Keras still accepts
+    these losses in `compile` and serializes them.
     """
+
+    def __init__(self, name=None, reduction=None, **kwargs):
+        if reduction not in (None, _KERAS_DEFAULT_REDUCTION):
+            raise ValueError(
+                f"{type(self).__name__}: reduction={reduction!r} is not supported; a "
+                "metric loss reduces over its pairs as its formula says")
+        super().__init__(name=name, **kwargs)
 
     def __call__(self, y_true, y_pred, sample_weight=None, ref_embeddings=None,
                  ref_labels=None, ref_weight=None) -> tf.Tensor:
@@ -120,7 +137,7 @@ class MetricLoss(keras.losses.Loss):
                                            ref_embeddings, ref_labels, ref_weight))
 
     def call(self, y_true, y_pred) -> tf.Tensor:
-        return self(y_true, y_pred)
+        return self.compute(make_pairs(y_true, y_pred))
 
     def compute(self, pairs: PairSet) -> tf.Tensor:
         raise NotImplementedError

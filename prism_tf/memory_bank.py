@@ -120,6 +120,10 @@ class MemoryBank(keras.layers.Layer):
         """Sum of the memory rows of each class [num_classes, dim]."""
         return compat.tf_variable(self._class_sums)
 
+    def occupied(self) -> tf.Tensor:
+        """Which slots hold a row: bool [size] (the rest are empty, label -1)."""
+        return tf.not_equal(self.labels, EMPTY_LABEL)
+
     def fill_fraction(self) -> tf.Tensor:
         """Share of the slots that hold a row."""
         return tf.cast(tf.reduce_sum(self.class_counts), tf.float32) / self.size
@@ -185,7 +189,7 @@ class MemoryBank(keras.layers.Layer):
         old_rows = tf.gather(self.embeddings, slots)
         old_labels = tf.gather(self.labels, slots)
         replaced = tf.range(batch) < num_new
-        evicted = tf.logical_and(replaced, old_labels >= 0)
+        evicted = tf.logical_and(replaced, tf.not_equal(old_labels, EMPTY_LABEL))
 
         # Class statistics: add the new rows, subtract the evicted ones.
         stat_labels = tf.concat([new_labels, old_labels], 0)

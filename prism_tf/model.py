@@ -202,7 +202,7 @@ class PrismModel(keras.Model):
                         labels, z, sample_weight=weight,
                         ref_embeddings=self.memory_bank.embeddings,
                         ref_labels=self.memory_bank.labels,
-                        ref_weight=self.memory_bank.labels >= 0) * num_kept / batch,
+                        ref_weight=self.memory_bank.occupied()) * num_kept / batch,
                     lambda: tf.constant(0.0))
                 loss += self.memory_weight * values["memory_loss"]
             if self.losses:

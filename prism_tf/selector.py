@@ -110,7 +110,7 @@ class PrismSelector(keras.layers.Layer):
         else:
             row_similarity = tf.matmul(embeddings, bank.embeddings, transpose_b=True)
             # Empty slots (label -1) go to an extra segment that is dropped.
-            segments = tf.where(bank.labels >= 0, bank.labels, bank.num_classes)
+            segments = tf.where(bank.occupied(), bank.labels, bank.num_classes)
             class_similarity = tf.transpose(tf.math.unsorted_segment_sum(
                 tf.transpose(row_similarity), segments, bank.num_classes + 1)[:-1])
         similarity = class_similarity / tf.cast(tf.maximum(counts, 1), tf.float32)

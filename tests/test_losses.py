@@ -104,6 +104,8 @@ def test_triplet_semihard_with_a_reference_set_runs_under_xla():
 
 
 def test_bad_arguments_are_rejected():
+    with pytest.raises(ValueError, match="reduction='sum' is not supported"):
+        losses.MemoryContrastiveLoss(reduction="sum")
     with pytest.raises(ValueError, match="distance must be one of"):
         losses.TripletHardLoss(distance="cosine")
     with pytest.raises(ValueError, match="ref_embeddings given without ref_labels"):
@@ -115,3 +117,9 @@ def test_keras_compile_accepts_the_losses():
     model.compile(optimizer="sgd", loss=losses.TripletSemiHardLoss())
     history = model.fit(_embeddings(), LABELS, batch_size=10, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_call_is_the_unweighted_loss(name):
+    loss, x = CASES[name][0], _embeddings()
+    assert float(loss.call(LABELS, x)) == pytest.approx(float(loss(LABELS, x)), rel=1e-6)

@@ -40,6 +40,13 @@ def test_random_enqueue_streams_match_a_numpy_ring_buffer(jit_compile):
     assert 0.0 < float(bank.fill_fraction()) <= 1.0
 
 
+def test_occupied_marks_the_written_slots():
+    bank = MemoryBank(size=4, dim=2, num_classes=3)
+    assert bank.occupied().numpy().tolist() == [False] * 4
+    bank.enqueue([[1.0, 0.0], [0.0, 1.0]], [2, 0])
+    assert bank.occupied().numpy().tolist() == [True, True, False, False]
+
+
 def test_empty_bank_has_no_centers_and_fill_grows():
     bank = MemoryBank(size=8, dim=2, num_classes=3)
     centers, counts = bank.class_centers()
