@@ -25,9 +25,9 @@ from prism_tf.encoders import build_encoder
 
 FLAGS = flags.FLAGS
 VARIANTS = {
-    "batch loss only": dict(memory_weight=0.0, enable_selection=False),
-    "MCL, no selection (XBM)": dict(memory_weight=1.0, enable_selection=False),
-    "MCL + PRISM": dict(memory_weight=1.0, enable_selection=True),
+    "batch loss only": dict(memory_weight=0.0, selection=False),
+    "MCL, no selection (XBM)": dict(memory_weight=1.0, selection=False),
+    "MCL + PRISM": dict(memory_weight=1.0, selection=True),
 }
 
 
@@ -45,7 +45,8 @@ def _define_flags() -> None:
 def _model(variant: Dict, jit_compile: bool) -> PrismModel:
     encoder = build_encoder(FLAGS.encoder, (FLAGS.image_size, FLAGS.image_size, 3), FLAGS.dim)
     bank = filled_bank(np.random.default_rng(0), FLAGS.memory, FLAGS.dim, FLAGS.classes)
-    model = PrismModel(encoder, bank, PrismSelector(0.5), **variant)
+    model = PrismModel(encoder, bank, PrismSelector(0.5) if variant["selection"] else None,
+                       memory_weight=variant["memory_weight"])
     model.compile(optimizer=keras.optimizers.Adam(1e-4), jit_compile=jit_compile)
     return model
 

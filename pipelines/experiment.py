@@ -249,8 +249,7 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, channels: i
                       scoring=config.prism.scoring) if config.prism.enabled else None,
         batch_loss=loss_class(**loss_args),
         memory_weight=config.prism.memory_weight,
-        memory_start_step=config.prism.memory_start_step,
-        enable_selection=config.prism.enabled)
+        memory_start_step=config.prism.memory_start_step)
     schedule = keras.optimizers.schedules.CosineDecay(
         config.train.learning_rate, decay_steps=config.train.steps)
     model.compile(optimizer=keras.optimizers.Adam(schedule),

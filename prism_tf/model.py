@@ -44,8 +44,8 @@ class PrismModel(keras.Model):
     6. The kept samples' pre-step embeddings go into the memory.
 
     Before `memory_start_step` (counted in optimizer steps) the memory is
-    neither used nor filled and every sample is kept. With
-    `enable_selection=False` every sample is always kept: the XBM baseline.
+    neither used nor filled and every sample is kept. Without a selector
+    every sample is always kept: the XBM baseline.
 
     The dataset yields (images, labels) or (images, labels, is_noisy); with
     the ground-truth noise flag the step also reports `kept_purity` (share
@@ -66,7 +66,7 @@ class PrismModel(keras.Model):
     Args:
       encoder: any Keras model or layer mapping inputs to [B, D] features.
       memory_bank: a `MemoryBank` with `dim` = D.
-      selector: a `PrismSelector`; required when `enable_selection`.
+      selector: a `PrismSelector`, or None for no selection (XBM).
       batch_loss: a `MetricLoss` (masked, works under XLA) or any callable
         (labels, embeddings) -> scalar such as a TFA loss (given the kept
         rows by boolean masking, so not under `jit_compile`). Default MCL.
@@ -74,7 +74,6 @@ class PrismModel(keras.Model):
       memory_weight: weight of the memory loss (0: the memory only scores
         samples, and the memory loss is neither computed nor logged).
       memory_start_step: optimizer step at which the memory starts.
-      enable_selection: whether PRISM removes samples.
 
     Example:
 
@@ -93,12 +92,9 @@ class PrismModel(keras.Model):
                  selector: Optional[PrismSelector] = None,
                  batch_loss: Optional[LossLike] = None,
                  memory_loss: Optional[MetricLoss] = None,
-                 memory_weight: float = 1.0, memory_start_step: int = 0,
-                 enable_selection: bool = True, **kwargs):
+                 memory_weight: float = 1.0, memory_start_step: int = 0, **kwargs):
         super().__init__(**kwargs)
         self._batch_loss_given = batch_loss is not None
-        if enable_selection and selector is None:
-            raise ValueError("PrismModel: enable_selection=True needs a selector")
         if not isinstance(memory_start_step, int) or memory_start_step < 0:
             raise ValueError(
                 f"PrismModel: memory_start_step must be an integer >= 0; "
@@ -110,7 +106,6 @@ class PrismModel(keras.Model):
         self.memory_loss = memory_loss if memory_loss is not None else MemoryContrastiveLoss()
         self.memory_weight = float(memory_weight)
         self.memory_start_step = memory_start_step
-        self.enable_selection = bool(enable_selection)
         self._trackers = {name: keras.metrics.Mean(name=name) for name in _TRACKED}
         # [step counted from 1, reason bits] of the first refused step.
         self._failure = self.add_weight(
@@ -233,7 +228,7 @@ class PrismModel(keras.Model):
             self.failure))
 
         values["loss"] = loss
-        if self.enable_selection:
+        if self.selector is not None:
             values["threshold"] = threshold
         for name, value in values.items():
             self._trackers[name].update_state(value)
@@ -264,7 +259,7 @@ class PrismModel(keras.Model):
         """Keep mask [B] and threshold; keeps all while the memory is off.
         The selector's window moves only if `advance`."""
         keep_all = tf.ones_like(labels, tf.bool)
-        if not self.enable_selection:
+        if self.selector is None:
             return keep_all, tf.constant(0.0)
 
         def select():
@@ -292,7 +287,6 @@ class PrismModel(keras.Model):
             "memory_loss": compat.serialize(self.memory_loss),
             "memory_weight": self.memory_weight,
             "memory_start_step": self.memory_start_step,
-            "enable_selection": self.enable_selection,
         }
 
     @classmethod

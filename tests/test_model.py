@@ -122,7 +122,7 @@ def test_memory_is_off_before_memory_start_step():
 
 def test_selection_off_is_the_plain_memory_baseline():
     x, labels, is_noisy = _noisy_clusters(n=256)
-    model = PrismModel(_encoder(), MemoryBank(64, DIM, 10), enable_selection=False)
+    model = PrismModel(_encoder(), MemoryBank(64, DIM, 10))   # no selector: XBM
     model.compile(optimizer="adam")
     logs = _fit(model, _dataset(x, labels, is_noisy), epochs=1, verbose=0)
     assert logs["kept_fraction"] == [1.0] and logs["noise_recall"] == [0.0]
@@ -194,8 +194,6 @@ def test_checkpoint_holds_encoder_memory_and_window(tmp_path):
 
 
 def test_bad_construction_and_data_are_explained():
-    with pytest.raises(ValueError, match="needs a selector"):
-        PrismModel(_encoder(), MemoryBank(8, DIM, CLASSES))
     with pytest.raises(ValueError, match="memory_start_step must be"):
         _model(memory_start_step=-1)
     model = _model()
