@@ -97,3 +97,18 @@ def test_the_serving_recipe_runs_as_written(served):
     result = _bash(f"python - <<'EOF'\n{script}\nEOF", folder)
     assert result.returncode == 0, result.stderr[-2000:]
     np.testing.assert_allclose(np.load(folder / "grpc.npy"), expected[:1], atol=1e-5)
+
+
+def test_every_python_snippet_is_run_by_a_test():
+    # The serving snippet runs in test_the_serving_recipe_runs_as_written, the
+    # "Use" snippets below; a new snippet must join one of them.
+    assert len(python_blocks(README)) == len(python_blocks(section("Use"))) + 1
+
+
+def test_the_use_snippets_run_one_after_the_other(tmp_path):
+    script = "\n".join(python_blocks(section("Use")))
+    script += "\nimport numpy as np\nassert embeddings.shape == (256, 64)\n"
+    script += "assert np.allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)\n"
+    result = _bash(f"python - <<'EOF'\n{script}\nEOF", tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "NoiseReport(kind='symmetric'" in result.stdout
