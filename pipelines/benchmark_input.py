@@ -69,7 +69,7 @@ def main(argv):
                              preprocessing, seed=0)
         produced = _images_per_second(iter(data), FLAGS.batches)
         model = PrismModel(small_cnn((FLAGS.image_size, FLAGS.image_size,
-                                      preprocessing.channels_for(split))),
+                                      preprocessing.for_split(split).channels)),
                            MemoryBank(4096, 64, split.num_classes), PrismSelector(0.5))
         model.compile(optimizer="adam")
         consumed = _images_per_second(

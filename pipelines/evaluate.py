@@ -37,7 +37,7 @@ def evaluate(workdir: str, saved_model: str = None, split: str = "test",
         signature = tf.saved_model.load(saved_model).signatures["serving_default"]
         embed = lambda images: signature(images=images)["embeddings"]  # noqa: E731
     else:
-        config, model = experiment.restore_run(workdir)
+        config, _, model = experiment.restore_run(workdir)
         embed = lambda images: model(images, training=False)  # noqa: E731
     train_split, test_split = experiment.load_splits(config)
     return experiment.retrieval_on(test_split if split == "test" else train_split, config,

@@ -192,11 +192,12 @@ def noise_message(train: ImageSplit, config: ml_collections.ConfigDict) -> str:
 
 
 def data_report(train: ImageSplit, test: ImageSplit,
-                config: ml_collections.ConfigDict) -> Dict[str, object]:
-    """What `DIR/data.json` records about the data of a run."""
-    size = config.data.image_size
+                preprocessing: Preprocessing) -> Dict[str, object]:
+    """What `DIR/data.json` records about the data of a run (`preprocessing`
+    with its channels worked out)."""
+    size = preprocessing.image_size
     return {
-        "image_shape": [size, size, preprocessing(config).channels_for(train)],
+        "image_shape": [size, size, preprocessing.channels],
         **{part: {"name": split.name, "classes": split.num_classes, "samples": len(split),
                   "image_sizes": _size_text(split), "skipped_undecodable": list(split.skipped)}
            for part, split in (("train", train), ("test", test))},
@@ -214,9 +215,13 @@ def check_evaluation_split(split: ImageSplit) -> None:
                           "images: retrieval cannot be scored on it")
 
 
-def preprocessing(config: ml_collections.ConfigDict) -> Preprocessing:
+def preprocessing(config: ml_collections.ConfigDict,
+                  channels: Optional[int] = None) -> Preprocessing:
+    """The configured preprocessing; `channels` None: the source's own,
+    worked out by `Preprocessing.for_split`."""
     data = config.data
-    return Preprocessing(image_size=data.image_size, crop_scale=tuple(data.crop_scale),
+    return Preprocessing(image_size=data.image_size, channels=channels,
+                         crop_scale=tuple(data.crop_scale),
                          eval_resize=data.eval_resize, flip=data.flip,
                          mean=tuple(data.mean) or None, std=tuple(data.std) or None)
 
@@ -289,14 +294,16 @@ def read_run(workdir: str) -> Tuple[ml_collections.ConfigDict, Dict[str, object]
             json.loads((workdir / "data.json").read_text()))
 
 
-def restore_run(workdir: str) -> Tuple[ml_collections.ConfigDict, PrismModel]:
-    """The config and the latest checkpointed model of a training workdir."""
+def restore_run(workdir: str) -> Tuple[ml_collections.ConfigDict, Preprocessing, PrismModel]:
+    """The config, the preprocessing (with the run's channels) and the latest
+    checkpointed model of a training workdir."""
     config, data = read_run(workdir)
     workdir = Path(workdir)
-    model = build_model(config, data["train"]["classes"], data["image_shape"][2],
+    run_preprocessing = preprocessing(config, channels=data["image_shape"][2])
+    model = build_model(config, data["train"]["classes"], run_preprocessing.channels,
                         pretrained=False)
     manager = checkpoint_manager(model, workdir)
     if not manager.latest_checkpoint:
         raise ConfigError(f"{workdir}: no checkpoint to restore")
     manager.checkpoint.restore(manager.latest_checkpoint).expect_partial()
-    return config, model
+    return config, run_preprocessing, model

@@ -32,15 +32,13 @@ def _define_flags() -> None:
 def export_run(workdir: str, export_dir: str, version: Optional[int] = None,
                allow_unfinished: bool = False) -> Path:
     """Exports the latest checkpoint of `workdir`; returns the version folder."""
-    config, model = experiment.restore_run(workdir)
+    config, preprocessing, model = experiment.restore_run(workdir)
     step = int(model.optimizer.iterations.numpy())
     if step < config.train.steps and not allow_unfinished:
         raise experiment.ConfigError(
             f"{workdir} is at step {step} of {config.train.steps}: not finished. "
             "Finish it (run the same train command again) or pass --allow_unfinished.")
-    preprocessing = experiment.preprocessing(config)
-    channels = model.encoder.input_shape[-1]
-    return export_saved_model(model.encoder, export_dir, preprocessing, channels, version)
+    return export_saved_model(model.encoder, export_dir, preprocessing, version)
 
 
 def main(argv):

@@ -43,10 +43,11 @@ def _define_flags() -> None:
 def fixed_sample(split: ImageSplit, count: int, preprocessing: Preprocessing,
                  seed: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(images, labels, is_noisy) of `count` samples drawn once by `seed`, in
-    evaluation preprocessing: what the monitoring callbacks show each epoch."""
+    evaluation `preprocessing` (channels set): what the monitoring callbacks
+    show each epoch."""
     rng = np.random.default_rng(seed)
     indices = np.sort(rng.choice(len(split), min(count, len(split)), replace=False))
-    samples = sample_dataset(split, channels=preprocessing.channels_for(split), indices=indices)
+    samples = sample_dataset(split, channels=preprocessing.channels, indices=indices)
     batch = samples.map(lambda s: (preprocessing.eval_view(s["image"]), s["label"],
                                    s["is_noisy"])).batch(len(indices))
     return tuple(t.numpy() for t in next(iter(batch)))
@@ -63,11 +64,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> 
     workdir = Path(workdir)
     train_split, test_split = experiment.load_splits(config)
     experiment.check_evaluation_split(test_split)
-    report = experiment.data_report(train_split, test_split, config)
+    preprocessing = experiment.preprocessing(config).for_split(train_split)
+    report = experiment.data_report(train_split, test_split, preprocessing)
     keras.utils.set_random_seed(config.data.seed)
-    preprocessing = experiment.preprocessing(config)
-    channels = preprocessing.channels_for(train_split)
-    model = experiment.build_model(config, train_split.num_classes, channels)
+    model = experiment.build_model(config, train_split.num_classes, preprocessing.channels)
 
     classes_per_batch = config.train.batch_size // config.data.samples_per_class
     # Refuses impossible P x K batches before the workdir is claimed.

@@ -37,7 +37,7 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 
 
 class _Embedder(tf.Module):
-    def __init__(self, encoder: keras.Model, preprocessing: Preprocessing, channels: int):
+    def __init__(self, encoder: keras.Model, preprocessing: Preprocessing):
         super().__init__()
         self.encoder = encoder
         # The TF1 loader (TF Serving, `saved_model_cli run`) restores only the
@@ -46,8 +46,7 @@ class _Embedder(tf.Module):
         # uninitialised there. Tracking the tf.Variables themselves fixes that.
         self.encoder_variables = [compat.tf_variable(v) for v in encoder.variables]
         self.preprocessing = preprocessing
-        self.channels = channels
-        size = preprocessing.image_size
+        size, channels = preprocessing.image_size, preprocessing.channels
         self.embed = tf.function(self._embed, input_signature=[
             tf.TensorSpec([None, size, size, channels], tf.float32, name="images")])
         self.embed_encoded = tf.function(self._embed_encoded, input_signature=[
@@ -61,25 +60,25 @@ class _Embedder(tf.Module):
         size = self.preprocessing.image_size
 
         def prepare(data):
-            image = tf.io.decode_image(data, channels=self.channels, expand_animations=False)
+            image = tf.io.decode_image(data, channels=self.preprocessing.channels,
+                                       expand_animations=False)
             return self.preprocessing.eval_view(image)
 
         images = tf.map_fn(prepare, encoded_images, fn_output_signature=tf.TensorSpec(
-            [size, size, self.channels], tf.float32))
+            [size, size, self.preprocessing.channels], tf.float32))
         return self._embed(images)
 
 
-def serving_contract(preprocessing: Preprocessing, channels: int,
-                     embedding_dim: int) -> Dict[str, object]:
+def serving_contract(preprocessing: Preprocessing, embedding_dim: int) -> Dict[str, object]:
     """What a client must know to call the export: `assets.extra/preprocessing.json`.
 
-    >>> contract = serving_contract(Preprocessing(image_size=32), 3, 64)
+    >>> contract = serving_contract(Preprocessing(image_size=32, channels=3), 64)
     >>> contract["serving_default"]["inputs"]["images"]["shape"]
     [-1, 32, 32, 3]
     >>> contract["preprocessing"]["resize_shorter_side_to"]
     37
     """
-    size = preprocessing.image_size
+    size, channels = preprocessing.image_size, preprocessing.channels
     as_list = lambda values: None if values is None else [float(v) for v in values]  # noqa: E731
     return {
         "preprocessing": {
@@ -148,9 +147,9 @@ def rest_body(signature: str, inputs: Dict[str, np.ndarray]) -> Dict[str, object
                           for i in range(count)]}
 
 
-def warmup_requests(preprocessing: Preprocessing, channels: int) -> Dict[str, Dict[str, np.ndarray]]:
+def warmup_requests(preprocessing: Preprocessing) -> Dict[str, Dict[str, np.ndarray]]:
     """One small request per signature: {signature: {input name: value}}."""
-    size = preprocessing.image_size
+    size, channels = preprocessing.image_size, preprocessing.channels
     grey = np.full([size, size, channels], 128, np.uint8)
     png = tf.io.encode_png(grey).numpy()
     images = preprocessing.normalize(grey).numpy()[None]
@@ -179,11 +178,15 @@ def next_version(export_dir: Path) -> int:
 
 
 def export_saved_model(encoder: keras.Model, export_dir: str, preprocessing: Preprocessing,
-                       channels: int, version: Optional[int] = None) -> Path:
+                       version: Optional[int] = None) -> Path:
     """Writes `export_dir/<version>` atomically and returns its path.
 
+    `preprocessing` is the evaluation preprocessing, with `channels` set.
     Raises FileExistsError, writing nothing, if that version exists.
     """
+    if not preprocessing.channels:
+        raise ValueError("export_saved_model: preprocessing.channels must be set "
+                         "(Preprocessing.for_split gives it)")
     export_dir = Path(export_dir)
     try:
         export_dir.mkdir(parents=True, exist_ok=True)
@@ -195,15 +198,15 @@ def export_saved_model(encoder: keras.Model, export_dir: str, preprocessing: Pre
         raise FileExistsError(f"{final} exists; versions are never overwritten")
     temporary = export_dir / f".tmp-{version}-{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
-    module = _Embedder(encoder, preprocessing, channels)
+    module = _Embedder(encoder, preprocessing)
     try:
         tf.saved_model.save(module, str(temporary), signatures={
             "serving_default": module.embed, "embed_encoded": module.embed_encoded})
         extra = temporary / "assets.extra"
         extra.mkdir()
-        contract = serving_contract(preprocessing, channels, int(encoder.output_shape[-1]))
+        contract = serving_contract(preprocessing, int(encoder.output_shape[-1]))
         (extra / CONTRACT_FILE).write_text(json.dumps(contract, indent=2))
-        write_warmup_file(extra / WARMUP_FILE, warmup_requests(preprocessing, channels))
+        write_warmup_file(extra / WARMUP_FILE, warmup_requests(preprocessing))
         temporary.rename(final)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)

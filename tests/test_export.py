@@ -19,7 +19,7 @@ from prism_tf.export import (CONTRACT_FILE, WARMUP_FILE, export_saved_model,
 from tests import serving
 
 ROOT = Path(__file__).resolve().parents[1]
-PRE = Preprocessing(image_size=16, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+PRE = Preprocessing(image_size=16, channels=3, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 QUIET = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 # Where `make` puts the legacy stack (TF 2.15); CI sets PRISM_REQUIRE_LEGACY_RUNTIME=1
 # so that the cross-version test cannot be skipped there.
@@ -30,7 +30,7 @@ LEGACY_PYTHON = Path(os.environ.get("PRISM_LEGACY_PYTHON", ROOT / ".venv-legacy/
 def exported(tmp_path_factory):
     model = PrismModel(small_cnn((16, 16, 3), 8), MemoryBank(32, 8, 4), PrismSelector(0.5))
     export_dir = tmp_path_factory.mktemp("export")
-    path = export_saved_model(model.encoder, str(export_dir), PRE, channels=3)
+    path = export_saved_model(model.encoder, str(export_dir), PRE)
     return model, export_dir, path
 
 
@@ -56,10 +56,10 @@ def test_versions_are_numbered_and_never_overwritten(exported):
     model, export_dir, path = exported
     assert path == export_dir / "1" and (path / "saved_model.pb").exists()
     assert not [p for p in export_dir.iterdir() if p.name.startswith(".tmp")]
-    second = export_saved_model(model.encoder, str(export_dir), PRE, channels=3)
+    second = export_saved_model(model.encoder, str(export_dir), PRE)
     assert second.name == "2"
     with pytest.raises(FileExistsError, match="never overwritten"):
-        export_saved_model(model.encoder, str(export_dir), PRE, channels=3, version=1)
+        export_saved_model(model.encoder, str(export_dir), PRE, version=1)
 
 
 def test_the_tf1_loader_serves_both_signatures_like_keras(exported, images):

@@ -44,8 +44,8 @@ def served(tmp_path):
     a.jpg, b.png) and TF Serving's ports 8500 (gRPC) / 8501 (REST) answering
     from the export through a TF1 session."""
     model = PrismModel(small_cnn((16, 16, 3), 8), MemoryBank(32, 8, 4), PrismSelector(0.5))
-    preprocessing = Preprocessing(image_size=16)
-    export_saved_model(model.encoder, str(tmp_path / "models" / "prism"), preprocessing, 3)
+    preprocessing = Preprocessing(image_size=16, channels=3)
+    export_saved_model(model.encoder, str(tmp_path / "models" / "prism"), preprocessing)
     pixels = np.random.default_rng(0).integers(0, 255, (2, 30, 24, 3), dtype=np.uint8)
     (tmp_path / "a.jpg").write_bytes(tf.io.encode_jpeg(pixels[0]).numpy())
     (tmp_path / "b.png").write_bytes(tf.io.encode_png(pixels[1]).numpy())

@@ -54,14 +54,17 @@ class Preprocessing:
     mean: Optional[Tuple[float, ...]] = IMAGENET_MEAN
     std: Optional[Tuple[float, ...]] = IMAGENET_STD
 
-    def channels_for(self, split: ImageSplit) -> int:
+    def for_split(self, split: ImageSplit) -> "Preprocessing":
+        """This preprocessing with `channels` worked out for `split` (its own
+        unless set), checked against `mean` and `std`: the one place the
+        channel count is decided; everything downstream reads `channels`."""
         channels = self.channels or source_channels(split)
         for name in ("mean", "std"):
             value = getattr(self, name)
             if value is not None and len(value) != channels:
                 raise DataError(f"preprocessing {name} has {len(value)} values for "
                                 f"{channels}-channel images of {split.name}")
-        return channels
+        return dataclasses.replace(self, channels=channels)
 
     def normalize(self, image: tf.Tensor) -> tf.Tensor:
         image = tf.cast(image, tf.float32) / 255.0
@@ -280,8 +283,8 @@ def train_dataset(split: ImageSplit, classes_per_batch: int, samples_per_class: 
     the model sees (noisy), `is_noisy` the ground truth.
     """
     log = log or CorruptImageLog(strict)
-    channels = preprocessing.channels_for(split)
-    read = ImageReader(split, channels, log)
+    preprocessing = preprocessing.for_split(split)
+    read = ImageReader(split, preprocessing.channels, log)
     labels, is_noisy = tf.constant(split.labels), tf.constant(split.is_noisy)
     batch = classes_per_batch * samples_per_class
 
@@ -318,8 +321,8 @@ def eval_dataset(split: ImageSplit, batch_size: int = 256,
     Images that fail the structural check are left out (counted and logged),
     not embedded as placeholders.
     """
-    channels = preprocessing.channels_for(split)
-    samples = sample_dataset(split, log or CorruptImageLog(strict), channels)
+    preprocessing = preprocessing.for_split(split)
+    samples = sample_dataset(split, log or CorruptImageLog(strict), preprocessing.channels)
     return (samples.filter(lambda s: s["ok"])
             .map(lambda s: (preprocessing.eval_view(s["image"]), s["label"]),
                         num_parallel_calls=AUTOTUNE, deterministic=True)
