@@ -45,14 +45,14 @@ def _write_jpegs(root: Path, count: int, classes: int = 20) -> None:
 def _images_per_second(iterator, batches: int, step=None) -> float:
     warm_up = next(iterator)  # tracing, first fill of the prefetch buffer
     if step is not None:
-        step(*warm_up)  # compiles the train step
+        step(warm_up)  # compiles the train step
     start = time.perf_counter()
     count = 0
     for _ in range(batches):
-        images, labels, is_noisy = next(iterator)
+        batch = next(iterator)
         if step is not None:
-            step(images, labels, is_noisy)
-        count += int(images.shape[0])
+            step(batch)
+        count += int(batch[0].shape[0])
     return count / (time.perf_counter() - start)
 
 
@@ -74,7 +74,7 @@ def main(argv):
         model.compile(optimizer="adam")
         consumed = _images_per_second(
             iter(data), FLAGS.batches,
-            lambda x, y, n: model.train_on_batch(x, y))
+            lambda batch: model.train_on_batch(*batch))
     print(f"source={FLAGS.source} image_size={FLAGS.image_size} "
           f"batch={FLAGS.classes_per_batch}x{FLAGS.samples_per_class}")
     print(f"| input pipeline alone | {produced:.0f} images/s |")

@@ -8,12 +8,12 @@ import tensorflow as tf
 from prism_tf import compat
 from prism_tf.losses import MemoryContrastiveLoss, MetricLoss
 from prism_tf.memory_bank import MemoryBank
+from prism_tf.metrics import KeptPurity, NoiseRecall
 from prism_tf.selector import PrismSelector
 
 LossLike = Union[MetricLoss, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]]
 
-_TRACKED = ("loss", "batch_loss", "memory_loss", "kept_fraction", "threshold",
-            "kept_purity", "noise_recall")
+_TRACKED = ("loss", "batch_loss", "memory_loss", "kept_fraction", "threshold")
 # Why a step was refused (bits of `PrismModel.failure`'s reason).
 _NON_FINITE, _LABEL_RANGE, _BATCH_TOO_LARGE = 1, 2, 4
 _REASONS = {
@@ -47,10 +47,13 @@ class PrismModel(keras.Model):
     neither used nor filled and every sample is kept. Without a selector
     every sample is always kept: the XBM baseline.
 
-    The dataset yields (images, labels) or (images, labels, is_noisy); with
-    the ground-truth noise flag the step also reports `kept_purity` (share
-    of kept samples whose label is right) and `noise_recall` (share of wrong
-    labels removed).
+    The dataset yields Keras's (inputs, y) or (inputs, y, sample_weight).
+    `y` is the labels [B], or {"labels": [B], "is_noisy": [B] bool} when the
+    ground truth of wrong labels is known: then the step also reports
+    `kept_purity` and `noise_recall` (`prism_tf.metrics`). Sample weights
+    (float, >= 0) scale each sample's terms in the batch and memory losses
+    (with a `MetricLoss` batch loss); a sample of weight 0 neither trains
+    nor enters the memory.
 
     A step whose embeddings, loss or gradients (unless loss scaling handles
     those) are not finite, whose labels are outside
@@ -107,6 +110,7 @@ class PrismModel(keras.Model):
         self.memory_weight = float(memory_weight)
         self.memory_start_step = memory_start_step
         self._trackers = {name: keras.metrics.Mean(name=name) for name in _TRACKED}
+        self._selection_metrics = [KeptPurity(), NoiseRecall()]
         # [step counted from 1, reason bits] of the first refused step.
         self._failure = self.add_weight(
             name="failure", shape=(2,), dtype="int64", trainable=False,
@@ -153,7 +157,7 @@ class PrismModel(keras.Model):
 
     @property
     def metrics(self) -> list:
-        return list(self._trackers.values())
+        return list(self._trackers.values()) + self._selection_metrics
 
     def call(self, inputs, training=False) -> tf.Tensor:
         features = tf.cast(self.encoder(inputs, training=training), tf.float32)
@@ -167,7 +171,10 @@ class PrismModel(keras.Model):
                 f"PrismModel: training on {replicas} replicas is not supported "
                 "yet; the memory bank and selector window are not shared across "
                 "replicas. Train on one device (or one replica).")
-        inputs, labels, is_noisy = _unpack(data)
+        inputs, labels, is_noisy, sample_weight = _unpack(data)
+        if sample_weight is not None and not isinstance(self.batch_loss, MetricLoss):
+            raise ValueError("PrismModel: sample weights need a MetricLoss batch loss; "
+                             f"{type(self.batch_loss).__name__} takes no weights")
         batch = tf.cast(tf.size(labels), tf.float32)
         if labels.shape[0] is not None and labels.shape[0] > self.memory_bank.size:
             raise ValueError(
@@ -184,9 +191,11 @@ class PrismModel(keras.Model):
             inputs_ok = labels_ok & fits & tf.reduce_all(tf.math.is_finite(z))
             keep, threshold = self._select(tf.stop_gradient(z), labels, memory_on, inputs_ok)
             weight = tf.cast(keep, tf.float32)
-            num_kept = tf.reduce_sum(weight)
-            batch_loss = self._batch_loss(labels, z, keep)
-            values = {"batch_loss": batch_loss, "kept_fraction": num_kept / batch}
+            values = {"kept_fraction": tf.reduce_sum(weight) / batch}
+            if sample_weight is not None:
+                weight *= sample_weight
+            batch_loss = self._batch_loss(labels, z, keep, weight)
+            values["batch_loss"] = batch_loss
             loss = batch_loss
             # Weight 0: the memory only scores samples; skip the [B, K] loss.
             if self.memory_weight:
@@ -197,7 +206,8 @@ class PrismModel(keras.Model):
                         labels, z, sample_weight=weight,
                         ref_embeddings=self.memory_bank.embeddings,
                         ref_labels=self.memory_bank.labels,
-                        ref_weight=self.memory_bank.occupied()) * num_kept / batch,
+                        ref_weight=self.memory_bank.occupied())
+                    * tf.reduce_sum(weight) / batch,
                     lambda: tf.constant(0.0))
                 loss += self.memory_weight * values["memory_loss"]
             if self.losses:
@@ -218,7 +228,8 @@ class PrismModel(keras.Model):
         ok = tf.logical_and(tf.equal(reason, 0), tf.equal(self.failure[1], 0))
         compat.apply_gradients_if(ok, self.optimizer, gradients, self.trainable_variables)
         # In a tf.cond, so the bank's own size check cannot fire on a refused batch.
-        tf.cond(ok, lambda: self._enqueue(tf.stop_gradient(z), labels, keep & memory_on),
+        tf.cond(ok, lambda: self._enqueue(tf.stop_gradient(z), labels,
+                                          (weight > 0) & memory_on),
                 lambda: tf.constant(False))
         first_failure = tf.logical_and(tf.not_equal(reason, 0), tf.equal(self.failure[1], 0))
         self.failure.assign(tf.where(
@@ -232,24 +243,16 @@ class PrismModel(keras.Model):
             values["threshold"] = threshold
         for name, value in values.items():
             self._trackers[name].update_state(value)
-        reported = list(values)
+        logs = {name: self._trackers[name].result() for name in values}
         if is_noisy is not None:
-            is_noisy = tf.reshape(tf.cast(is_noisy, tf.bool), [-1])
-            clean_kept = tf.reduce_sum(tf.cast(keep & ~is_noisy, tf.float32))
-            noisy = tf.reduce_sum(tf.cast(is_noisy, tf.float32))
-            noisy_removed = tf.reduce_sum(tf.cast(~keep & is_noisy, tf.float32))
-            # Weighted by their denominators, the means are pooled ratios.
-            self._trackers["kept_purity"].update_state(
-                tf.math.divide_no_nan(clean_kept, num_kept), sample_weight=num_kept)
-            self._trackers["noise_recall"].update_state(
-                tf.math.divide_no_nan(noisy_removed, noisy), sample_weight=noisy)
-            reported += ["kept_purity", "noise_recall"]
-        logs = {name: self._trackers[name].result() for name in reported}
+            for metric in self._selection_metrics:
+                metric.update_state(keep, is_noisy)
+                logs[metric.name] = metric.result()
         logs["memory_fill"] = self.memory_bank.fill_fraction()
         return logs
 
     def test_step(self, data) -> dict:
-        inputs, labels, _ = _unpack(data)
+        inputs, labels, _, _ = _unpack(data)
         z = self(inputs, training=False)
         self._trackers["loss"].update_state(self.batch_loss(labels, z))
         return {"loss": self._trackers["loss"].result()}
@@ -272,9 +275,10 @@ class PrismModel(keras.Model):
         self.memory_bank.enqueue(z, labels, mask=mask)
         return tf.constant(True)
 
-    def _batch_loss(self, labels: tf.Tensor, z: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
+    def _batch_loss(self, labels: tf.Tensor, z: tf.Tensor, keep: tf.Tensor,
+                    weight: tf.Tensor) -> tf.Tensor:
         if isinstance(self.batch_loss, MetricLoss):
-            return self.batch_loss(labels, z, sample_weight=tf.cast(keep, tf.float32))
+            return self.batch_loss(labels, z, sample_weight=weight)
         return self.batch_loss(tf.boolean_mask(labels, keep), tf.boolean_mask(z, keep))
 
     def get_config(self) -> dict:
@@ -311,11 +315,29 @@ class _StopOnInvalidBatch(keras.callbacks.Callback):
 
 
 def _unpack(data):
-    """(inputs, labels int32 [B], is_noisy or None) from a dataset element."""
+    """(inputs, labels int32 [B], is_noisy bool [B] or None, sample_weight
+    float [B] or None) from a dataset element."""
     if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
         raise ValueError(
-            "PrismModel: the dataset must yield (inputs, labels) or "
-            f"(inputs, labels, is_noisy); got {type(data).__name__} "
-            f"of length {len(data) if isinstance(data, (tuple, list)) else 1}")
-    labels = tf.reshape(tf.cast(data[1], tf.int32), [-1])
-    return data[0], labels, data[2] if len(data) == 3 else None
+            "PrismModel: the dataset must yield (inputs, y) or (inputs, y, sample_weight), "
+            "y being the labels or {'labels': ..., 'is_noisy': ...}; got "
+            f"{type(data).__name__} of length "
+            f"{len(data) if isinstance(data, (tuple, list)) else 1}")
+    target, is_noisy = data[1], None
+    if isinstance(target, dict):
+        if set(target) - {"labels", "is_noisy"} or "labels" not in target:
+            raise ValueError("PrismModel: y as a dict takes 'labels' and optionally "
+                             f"'is_noisy'; got keys {sorted(target)}")
+        target, is_noisy = target["labels"], target.get("is_noisy")
+    labels = tf.reshape(tf.cast(target, tf.int32), [-1])
+    if is_noisy is not None:
+        is_noisy = tf.reshape(tf.cast(is_noisy, tf.bool), [-1])
+    sample_weight = data[2] if len(data) == 3 else None
+    if sample_weight is not None:
+        if tf.as_dtype(sample_weight.dtype) == tf.bool:
+            # The old (inputs, labels, is_noisy) element would be read as weights.
+            raise ValueError(
+                "PrismModel: the third element is boolean; ground-truth noise flags go "
+                "in y = {'labels': ..., 'is_noisy': ...}, and sample weights are floats")
+        sample_weight = tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
+    return data[0], labels, is_noisy, sample_weight

@@ -20,7 +20,9 @@ def noisy_split():
 
 
 def _batches(dataset, n):
-    return [tuple(t.numpy() for t in batch) for batch in dataset.take(n)]
+    """(images, labels, is_noisy) arrays of the first n training batches."""
+    return [(images.numpy(), y["labels"].numpy(), y["is_noisy"].numpy())
+            for images, y in dataset.take(n)]
 
 
 def test_every_batch_has_p_classes_with_k_samples(noisy_split):

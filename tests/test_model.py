@@ -34,8 +34,10 @@ def _noisy_clusters(n=2048, classes=10, dim=12, rate=0.5, seed=0):
     return x, labels.astype("int32"), is_noisy
 
 
-def _dataset(*arrays, batch=32):
-    return tf.data.Dataset.from_tensor_slices(arrays).batch(batch, drop_remainder=True)
+def _dataset(x, labels, is_noisy=None, batch=32):
+    """(x, labels) batches, or (x, {"labels", "is_noisy"}) with the ground truth."""
+    y = labels if is_noisy is None else {"labels": labels, "is_noisy": is_noisy}
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch, drop_remainder=True)
 
 
 def _fit(model, data, **kwargs):
@@ -199,7 +201,7 @@ def test_bad_construction_and_data_are_explained():
     model = _model()
     model.compile(optimizer="adam")
     x = np.zeros((8, 12), "float32")
-    with pytest.raises(ValueError, match=r"must yield \(inputs, labels\)"):
+    with pytest.raises(ValueError, match=r"must yield \(inputs, y\) or \(inputs, y, sample_weight\)"):
         model.fit(tf.data.Dataset.from_tensor_slices(x).batch(4), epochs=1, verbose=0)
 
 
@@ -330,3 +332,35 @@ def test_compile_loss_is_the_batch_loss():
         _model().compile(optimizer="adam", loss="mse")
     with pytest.raises(ValueError, match="given to the constructor and again"):
         _model(batch_loss=losses.ContrastiveLoss()).compile(optimizer="adam", loss=hard)
+
+
+def test_sample_weights_scale_the_losses_and_zero_weights_stay_out_of_memory():
+    x, labels, _ = _noisy_clusters(n=32, classes=CLASSES)
+    weights = np.ones(32, "float32")
+    weights[::4] = 0.0
+    # No selection (rate 0), an empty memory and a zero learning rate: the one
+    # step's batch loss is the weighted loss under the initial weights.
+    model = _model(noise_rate=0.0, memory_size=64, memory_weight=1.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    z = model(x).numpy()
+    data = tf.data.Dataset.from_tensor_slices((x, labels, weights)).batch(32)
+    history = _fit(model, data, epochs=1, verbose=0)
+    weighted = float(losses.MemoryContrastiveLoss()(labels, z, sample_weight=weights))
+    assert history["batch_loss"][0] == pytest.approx(weighted, rel=1e-5)
+    assert weighted != pytest.approx(float(losses.MemoryContrastiveLoss()(labels, z)), rel=1e-3)
+    bank = model.memory_bank
+    assert int(bank.class_counts.numpy().sum()) == 24
+    np.testing.assert_allclose(bank.embeddings.numpy()[:24], z[weights > 0], atol=1e-6)
+    np.testing.assert_array_equal(bank.labels.numpy()[:24], labels[weights > 0])
+
+
+def test_a_boolean_third_element_is_refused_not_read_as_weights():
+    x, labels, is_noisy = _noisy_clusters(n=32, classes=CLASSES)
+    model = _model()
+    model.compile(optimizer="adam")
+    with pytest.raises(ValueError, match="the third element is boolean; ground-truth noise"):
+        model.fit(tf.data.Dataset.from_tensor_slices((x, labels, is_noisy)).batch(16),
+                  epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="takes 'labels' and optionally 'is_noisy'"):
+        model.fit(tf.data.Dataset.from_tensor_slices((x, {"label": labels})).batch(16),
+                  epochs=1, verbose=0)

@@ -270,17 +270,20 @@ def _replace_bad_within_groups(images, labels, is_noisy, ok, group_size):
     position = tf.reshape(tf.range(tf.size(ok)), [-1, group_size])
     source = tf.where(good, position, position[:, :1] + first_good[:, None])
     source = tf.reshape(source, [-1])
-    return tf.gather(images, source), tf.gather(labels, source), tf.gather(is_noisy, source)
+    return tf.gather(images, source), {"labels": tf.gather(labels, source),
+                                       "is_noisy": tf.gather(is_noisy, source)}
 
 
 def train_dataset(split: ImageSplit, classes_per_batch: int, samples_per_class: int,
                   preprocessing: Preprocessing = Preprocessing(), seed: int = 0,
                   start_step: int = 0, strict: bool = False,
                   log: Optional[CorruptImageLog] = None) -> tf.data.Dataset:
-    """Endless P x K batches of (images float32, labels int32, is_noisy bool).
+    """Endless P x K batches of (images float32, {"labels": int32,
+    "is_noisy": bool}).
 
-    The element shape is what `PrismModel.fit` takes; `labels` are the ones
-    the model sees (noisy), `is_noisy` the ground truth.
+    The element is what `PrismModel.fit` takes: `labels` are the ones the
+    model sees (noisy), `is_noisy` the ground truth, kept out of Keras's
+    sample-weight slot.
     """
     log = log or CorruptImageLog(strict)
     preprocessing = preprocessing.for_split(split)
