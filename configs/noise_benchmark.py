@@ -1,6 +1,6 @@
 """The accuracy benchmark's recipe, on the synthetic set or Fashion-MNIST.
 
-    python -m pipelines.benchmark_accuracy \
+    python -m pipelines.benchmarks.accuracy \
         --config=configs/noise_benchmark.py:fashion_mnist --root=runs/accuracy-fmnist
 
 The experiment's config (`default.py` or `fashion_mnist.py`) with the two

@@ -53,7 +53,8 @@ def _neighbours_faiss(z: np.ndarray, k: int) -> np.ndarray:
     return found[others].reshape(len(z), k)
 
 
-def _faiss_available() -> bool:
+def faiss_available() -> bool:
+    """Whether faiss (the optional exact kNN backend) can be imported."""
     try:
         import faiss  # noqa: F401
     except ImportError:
@@ -93,7 +94,7 @@ def retrieval_metrics(embeddings, labels, recall_at: Sequence[int] = (1, 2, 4, 8
         raise ValueError(f"retrieval needs a label with at least 2 items; all {n} labels "
                          "differ, so no query has a match to find")
     k = int(min(n - 1, max(int(r.max()), max(recall_at))))
-    use_faiss = backend == "faiss" or (backend == "auto" and _faiss_available())
+    use_faiss = backend == "faiss" or (backend == "auto" and faiss_available())
     neighbours = _neighbours_faiss(z, k) if use_faiss else _neighbours_tensorflow(z, k, chunk_size)
     rel = labels_np[neighbours] == labels_np[:, None]
     answerable = r > 0

@@ -1,7 +1,7 @@
 import pytest
 
 from configs import default
-from pipelines.benchmark_accuracy import Run, benchmark, parse_noise, run_config, table
+from pipelines.benchmarks.accuracy import Run, benchmark, parse_noise, run_config, table
 
 
 def _tiny():
@@ -43,8 +43,8 @@ def test_grid_runs_and_tabulates(tmp_path):
 def test_python_loop_baseline_selects_like_the_library():
     import numpy as np
 
-    from pipelines.benchmark_data import filled_bank, unit_rows
-    from pipelines.benchmark_selector import PythonLoopSelector
+    from pipelines.benchmarks.common import filled_bank, unit_rows
+    from pipelines.benchmarks.selector import PythonLoopSelector
     from prism_tf import PrismSelector
 
     rng = np.random.default_rng(1)
@@ -66,7 +66,7 @@ def test_untrained_row_is_one_per_seed_and_deterministic(tmp_path):
 
 
 def test_scale_cell_reports_time_and_memory():
-    from pipelines.benchmark_scale import measure_cell, table
+    from pipelines.benchmarks.scale import measure_cell, table
 
     cell = measure_cell(memory=256, classes=10, dim=8, batch=4, seconds=0.0)
     # Rows (8 floats + 1 label) and class statistics (8 floats + 1 count), 4 bytes each.

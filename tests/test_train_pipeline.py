@@ -487,7 +487,7 @@ def test_csv_lists_and_the_paths_in_them_are_relative_to_data_dir(tmp_path, monk
     assert data["train"]["samples"] == 12 and data["test"]["samples"] == 12
 
 
-@pytest.mark.parametrize("module", ["pipelines.train", "pipelines.benchmark_accuracy"])
+@pytest.mark.parametrize("module", ["pipelines.train", "pipelines.benchmarks.accuracy"])
 def test_a_missing_list_is_one_line(tmp_path, module):
     root = _csv_data(tmp_path / "data")
     target = ["--workdir", str(tmp_path / "w")] if module == "pipelines.train" else [

@@ -3,7 +3,7 @@ r"""Benchmark: PRISM selection per step against one bare B x C x D matmul.
 Everything is measured in one run, interleaved, so the ratios hold on a
 noisy shared machine:
 
-    python -m pipelines.benchmark_selector --classes=11318 --memory=59551
+    python -m pipelines.benchmarks.selector --classes=11318 --memory=59551
 
 Rows: the floor (z @ centres^T for random centres), the selector's
 clean probability + smooth top-R with class centres, the same plus the
@@ -18,7 +18,7 @@ from absl import app, flags
 import numpy as np
 import tensorflow as tf
 
-from pipelines.benchmark_data import filled_bank, time_per_call, unit_rows
+from pipelines.benchmarks.common import filled_bank, time_per_call, unit_rows
 from prism_tf import PrismSelector
 
 FLAGS = flags.FLAGS

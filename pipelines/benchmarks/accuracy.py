@@ -1,6 +1,6 @@
 r"""Benchmark: retrieval accuracy under label noise, methods side by side.
 
-    python -m pipelines.benchmark_accuracy --config=configs/noise_benchmark.py:synthetic \
+    python -m pipelines.benchmarks.accuracy --config=configs/noise_benchmark.py:synthetic \
         --root=runs/accuracy-synthetic --seeds=0,1,2
 
 Runs `pipelines.train` for every (method, noise, seed) in its own workdir

@@ -1,6 +1,6 @@
 r"""Benchmark: what PRISM adds to a full training step with a real encoder.
 
-    python -m pipelines.benchmark_train_step --encoder=ResNet50 --image_size=224
+    python -m pipelines.benchmarks.train_step --encoder=ResNet50 --image_size=224
 
 Three PrismModels on the same encoder architecture and batch, timed
 interleaved in one run (median of the repetitions), `jit_compile` off and on:
@@ -11,7 +11,6 @@ The memory is full from the start (random rows), so every step pays for
 the memory loss and the selection at their steady-state size.
 """
 
-import time
 from typing import Dict, List
 
 from absl import app, flags
@@ -19,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipelines.benchmark_data import filled_bank
+from pipelines.benchmarks.common import filled_bank, time_per_call
 from prism_tf import PrismModel, PrismSelector
 from prism_tf.encoders import build_encoder
 
@@ -64,10 +63,8 @@ def main(argv):
     times: Dict[tuple, List[float]] = {key: [] for key in models}
     for _ in range(FLAGS.repetitions):
         for key, model in models.items():
-            start = time.perf_counter()
-            for _ in range(FLAGS.steps):
-                model.train_on_batch(images, labels)
-            times[key].append((time.perf_counter() - start) / FLAGS.steps)
+            times[key].append(time_per_call(lambda: model.train_on_batch(images, labels),
+                                            FLAGS.steps))
     print(f"encoder={FLAGS.encoder} image_size={FLAGS.image_size} batch={FLAGS.batch} "
           f"C={FLAGS.classes} K={FLAGS.memory} D={FLAGS.dim}")
     print("| step | jit_compile | s/step | x batch loss only (same jit_compile) |")

@@ -1,7 +1,7 @@
 r"""Benchmark: input pipeline images/second against what a train step consumes.
 
-    python -m pipelines.benchmark_input --source=synthetic --image_size=32
-    python -m pipelines.benchmark_input --source=jpeg --image_size=224
+    python -m pipelines.benchmarks.input --source=synthetic --image_size=32
+    python -m pipelines.benchmarks.input --source=jpeg --image_size=224
 
 `synthetic` reads the built-in classes from memory; `jpeg` first writes
 `--files` random 320 x 256 JPEGs to a temp folder and reads them as an image
@@ -12,13 +12,13 @@ compared in one run.
 """
 
 import tempfile
-import time
 from pathlib import Path
 
 from absl import app, flags
 import numpy as np
 import tensorflow as tf
 
+from pipelines.benchmarks.common import time_per_call
 from prism_tf import MemoryBank, PrismModel, PrismSelector
 from prism_tf.data import image_folder, synthetic
 from prism_tf.data.pipeline import Preprocessing, train_dataset
@@ -43,17 +43,10 @@ def _write_jpegs(root: Path, count: int, classes: int = 20) -> None:
 
 
 def _images_per_second(iterator, batches: int, step=None) -> float:
+    step = step or (lambda batch: batch)
     warm_up = next(iterator)  # tracing, first fill of the prefetch buffer
-    if step is not None:
-        step(warm_up)  # compiles the train step
-    start = time.perf_counter()
-    count = 0
-    for _ in range(batches):
-        batch = next(iterator)
-        if step is not None:
-            step(batch)
-        count += int(batch[0].shape[0])
-    return count / (time.perf_counter() - start)
+    step(warm_up)  # compiles the train step
+    return int(warm_up[0].shape[0]) / time_per_call(lambda: step(next(iterator)), batches)
 
 
 def main(argv):

@@ -1,6 +1,6 @@
 r"""Benchmark: how PRISM's per-step cost grows with memory rows and classes.
 
-    python -m pipelines.benchmark_scale --memory=8192,65536,262144,1048576 \
+    python -m pipelines.benchmarks.scale --memory=8192,65536,262144,1048576 \
         --classes=100,10000,100000
 
 For every (memory rows K, classes C) a fresh process fills a memory bank
@@ -41,7 +41,7 @@ def _measure(fn: Callable[[], object], seconds: float) -> Tuple[float, float]:
     """(median ms per call, peak MiB allocated on top of what was held before)."""
     import tensorflow as tf
 
-    from pipelines.benchmark_data import time_per_call
+    from pipelines.benchmarks.common import time_per_call
 
     fn()  # trace and compile outside the measurement
     tf.config.experimental.reset_memory_stats("CPU:0")
@@ -59,7 +59,7 @@ def measure_cell(memory: int, classes: int, dim: int, batch: int,
     """Times and memory of one (K, C) cell; run it in a fresh process."""
     import tensorflow as tf
 
-    from pipelines.benchmark_data import filled_bank, unit_rows
+    from pipelines.benchmarks.common import filled_bank, unit_rows
     from prism_tf import PrismSelector
     from prism_tf.losses import MemoryContrastiveLoss
 

@@ -1,0 +1,1 @@
+"""Speed and accuracy benchmarks; results and commands in docs/BENCHMARKS.md."""
