@@ -141,6 +141,16 @@ class PrismModel(keras.Model):
         kwargs["callbacks"] = [_StopOnInvalidBatch()] + list(kwargs.get("callbacks") or [])
         return super().fit(*args, **kwargs)
 
+    def train_on_batch(self, *args, **kwargs):
+        """Keras's `train_on_batch`, raising `InvalidBatchError` if the step
+        was refused. (A loop of its own reads `failure_message()`.)"""
+        self.failure.assign([0, 0])
+        logs = super().train_on_batch(*args, **kwargs)
+        message = self.failure_message()
+        if message:
+            raise InvalidBatchError(message)
+        return logs
+
     @property
     def failure(self) -> tf.Variable:
         """[step counted from 1, reason bits] of the first refused step; reason 0: none."""

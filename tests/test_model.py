@@ -364,3 +364,16 @@ def test_a_boolean_third_element_is_refused_not_read_as_weights():
     with pytest.raises(ValueError, match="takes 'labels' and optionally 'is_noisy'"):
         model.fit(tf.data.Dataset.from_tensor_slices((x, {"label": labels})).batch(16),
                   epochs=1, verbose=0)
+
+
+def test_train_on_batch_raises_on_a_refused_step_and_trains_again_after():
+    x, labels, _ = _noisy_clusters(n=32, classes=CLASSES)
+    model = _model()
+    model.compile(optimizer="adam")
+    model.train_on_batch(x[:16], labels[:16])
+    bad = labels[16:].copy()
+    bad[0] = CLASSES
+    with pytest.raises(InvalidBatchError, match="training step 2 refused: labels outside"):
+        model.train_on_batch(x[16:], bad)
+    model.train_on_batch(x[16:], labels[16:])
+    assert int(model.optimizer.iterations) == 2
