@@ -12,22 +12,13 @@ import numpy as np
 import tensorflow as tf
 
 from prism_tf import MemoryBank, PrismModel, PrismSelector, losses
-from prism_tf.data import (ImageSplit, csv_list, fashion_mnist, image_folder, split_classes,
-                           synthetic, tfds_dataset)
+from prism_tf.data import ImageSplit
 from prism_tf.data.noise import NOISE_KINDS
 from prism_tf.data.pipeline import Preprocessing, drop_undecodable, eval_dataset
+from prism_tf.data.registry import OPTIONS as SOURCE_OPTIONS, SOURCES, load_source
 from prism_tf.encoders import build_encoder
 from prism_tf.evaluation import embed_dataset, retrieval_metrics
 
-LOSSES = {
-    "mcl": losses.MemoryContrastiveLoss,
-    "contrastive": losses.ContrastiveLoss,
-    "triplet_semihard": losses.TripletSemiHardLoss,
-    "triplet_hard": losses.TripletHardLoss,
-    "lifted": losses.LiftedStructLoss,
-    "multi_similarity": losses.MultiSimilarityLoss,
-}
-SOURCES = ("synthetic", "fashion_mnist", "tfds", "csv", "folder")
 CONFIG_FILE = "config.json"
 
 
@@ -45,7 +36,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(f"config.{key} = {value!r}: expected {expected}")
 
     data = config.data
-    need(data.source in SOURCES, "data.source", f"one of {SOURCES}")
+    need(data.source in SOURCES, "data.source", f"one of {sorted(SOURCES)}")
     need(data.source != "folder" or bool(data.data_dir), "data.data_dir",
          "the folder of your class folders (data.source = 'folder')")
     need(data.noise.kind in NOISE_KINDS, "data.noise.kind", f"one of {NOISE_KINDS}")
@@ -72,7 +63,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
          f"({config.data.samples_per_class})")
     need(config.memory.size >= config.train.batch_size, "memory.size",
          f"at least train.batch_size ({config.train.batch_size})")
-    need(config.loss.name in LOSSES, "loss.name", f"one of {sorted(LOSSES)}")
+    need(config.loss.name in losses.LOSSES, "loss.name", f"one of {sorted(losses.LOSSES)}")
 
 
 def config_to_json(config: ml_collections.ConfigDict) -> str:
@@ -122,37 +113,11 @@ def write_atomically(path: Path, text: str) -> None:
     temporary.replace(path)
 
 
-def list_path(name: str, data_dir: Optional[str]) -> str:
-    """Where an image list is: like the image paths inside it, a relative
-    name is under `data.data_dir`; an absolute one is used as it is.
-
-    >>> list_path("train.csv", "/data/cars"), list_path("/lists/train.csv", "/data/cars")
-    ('/data/cars/train.csv', '/lists/train.csv')
-    """
-    return str(Path(data_dir or ".") / name)
-
-
 def load_splits(config: ml_collections.ConfigDict) -> Tuple[ImageSplit, ImageSplit]:
     """(noisy training split, evaluation split) of the configured source."""
     data = config.data
-    data_dir = data.data_dir or None
-    if data.source == "synthetic":
-        train, test = (synthetic(part, seed=data.seed, image_size=data.image_size)
-                       for part in ("train", "test"))
-    elif data.source == "fashion_mnist":
-        train, test = fashion_mnist("train", data_dir), fashion_mnist("test", data_dir)
-    elif data.source == "tfds":
-        train, test = (tfds_dataset(data.name, part, data_dir=data_dir)
-                       for part in ("train", "test"))
-    elif data.source == "csv":
-        train = csv_list(list_path(data.train_list, data_dir), data.data_dir,
-                         list_path(data.clean_list, data_dir) if data.clean_list else None)
-        test = csv_list(list_path(data.test_list, data_dir), data.data_dir)
-    else:
-        train = image_folder(data.data_dir)
-        test = image_folder(data.test_dir) if data.test_dir else None
-        if test is None:
-            train, test = split_classes(train, "train"), split_classes(train, "test")
+    train, test = load_source(data.source, seed=data.seed, image_size=data.image_size,
+                              **{key: data[key] for key in SOURCE_OPTIONS})
     train, test = (drop_undecodable(split, data.strict) for split in (train, test))
     # The rate means nothing without a kind: `noise.kind=none` alone is enough.
     rate = data.noise.rate if data.noise.kind != "none" else 0.0
@@ -244,7 +209,7 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, channels: i
     encoder = build_encoder(config.model.encoder, (size, size, channels),
                             config.model.embedding_dim,
                             (config.model.weights or None) if pretrained else None)
-    loss_class = LOSSES[config.loss.name]
+    loss_class = losses.LOSSES[config.loss.name]
     takes_margin = "margin" in inspect.signature(loss_class).parameters
     loss_args = {"margin": config.loss.margin} if takes_margin else {}
     model = PrismModel(

@@ -318,3 +318,14 @@ class MultiSimilarityLoss(MetricLoss):
     def get_config(self) -> dict:
         return {**super().get_config(), "alpha": self.alpha, "beta": self.beta,
                 "base": self.base}
+
+
+# The losses by the names configs use.
+LOSSES = {
+    "mcl": MemoryContrastiveLoss,
+    "contrastive": ContrastiveLoss,
+    "triplet_semihard": TripletSemiHardLoss,
+    "triplet_hard": TripletHardLoss,
+    "lifted": LiftedStructLoss,
+    "multi_similarity": MultiSimilarityLoss,
+}

@@ -18,6 +18,7 @@ from configs import default
 from pipelines import experiment
 from pipelines.evaluate import evaluate
 from pipelines.export import export_run
+from prism_tf import losses
 from prism_tf.model import InvalidBatchError
 from pipelines.train import train
 from prism_tf.monitoring import PROJECTOR_TENSOR
@@ -257,12 +258,12 @@ def test_evaluate_and_export_refuse_a_folder_that_is_no_run(tmp_path):
     assert result.returncode != 0 and "not a training workdir" in result.stderr
 
 
-@pytest.mark.parametrize("name", sorted(experiment.LOSSES))
+@pytest.mark.parametrize("name", sorted(losses.LOSSES))
 def test_every_loss_name_builds_its_loss(name):
     config = _small_config()
     config.loss.name = name
     model = experiment.build_model(config, num_classes=10, channels=3)
-    assert isinstance(model.batch_loss, experiment.LOSSES[name])
+    assert isinstance(model.batch_loss, losses.LOSSES[name])
     if "margin" in model.batch_loss.get_config():
         assert model.batch_loss.margin == config.loss.margin
 
@@ -288,6 +289,7 @@ def _with(config, **changes):
     ({"prism__scoring": "bogus"}, "scoring must be one of"),
     ({"prism__memory_start_step": -1}, "memory_start_step must be"),
     ({"train__batch_size": 512, "memory__size": 4096}, "need 128 classes; the labels have 100"),
+    ({"data__train_list": "x.csv"}, "source 'synthetic' does not read train_list"),
 ])
 def test_a_config_that_fails_while_building_leaves_no_workdir(tmp_path, changes, match):
     with pytest.raises(ValueError, match=match):
