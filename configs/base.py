@@ -28,9 +28,10 @@ def base_config() -> ml_collections.ConfigDict:
         std=(0.229, 0.224, 0.225),
         samples_per_class=4,   # K; P = train.batch_size / K
         strict=False,          # corrupt images raise instead of being skipped
-        # Injected label noise, opt-in: none | symmetric | small_cluster; the
-        # rate is the share of training labels changed (unused with none).
-        noise=dict(kind="none", rate=0.0),
+        # Label noise injected on purpose, opt-in: none | symmetric |
+        # small_cluster; the rate is the share of training labels changed
+        # (unused with none). Not selector.noise_rate, which PRISM assumes.
+        injected_noise=dict(kind="none", rate=0.0),
     )
     config.model = dict(
         encoder="small_cnn",   # small_cnn or a keras.applications class name
@@ -44,15 +45,29 @@ def base_config() -> ml_collections.ConfigDict:
         eval_every=200,        # steps between retrieval evaluations and checkpoints
         jit_compile=False,
     )
-    config.prism = dict(
-        enabled=True,
-        noise_rate=0.5,
+    # Groups mirror what they build (big_vision style): `selector` is
+    # PrismSelector's keyword arguments, `memory` the bank's size and how the
+    # model uses it, `loss` the batch loss by name with each loss's arguments.
+    config.selector = dict(
+        noise_rate=0.5,        # share of wrong labels PRISM assumes; 0: no selection
         window_size=10,
-        scoring="centers",
-        memory_weight=0.0,     # 0: the memory only scores samples
-        memory_start_step=0,
+        scoring="centers",     # centers | full
     )
-    config.memory = dict(size=2048)
-    config.loss = dict(name="mcl", margin=0.5)
+    config.memory = dict(
+        size=2048,
+        weight=0.0,            # memory loss weight; 0: the memory only scores samples
+        start_step=0,          # before it the memory is neither used nor filled
+    )
+    # Each loss's arguments under its own name, so `--config.loss.name=...`
+    # and `--config.loss.<name>.margin=...` both work on the locked config.
+    config.loss = dict(
+        name="mcl",            # a key of prism_tf.losses.LOSSES
+        mcl=dict(margin=0.5),
+        contrastive=dict(margin=0.5),
+        triplet_semihard=dict(margin=0.5),
+        triplet_hard=dict(margin=0.5),
+        lifted=dict(margin=0.5),
+        multi_similarity=dict(alpha=2.0, beta=50.0, base=0.5),
+    )
     config.eval = dict(batch_size=256, recall_at=(1, 2, 4, 8))
     return config

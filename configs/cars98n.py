@@ -12,6 +12,6 @@ from configs.paper import paper_config
 def get_config():
     config = paper_config(memory_size=9500, window_size=30)
     config.data.source = "csv"
-    config.data.noise.kind, config.data.noise.rate = "none", 0.0
+    config.data.injected_noise.kind, config.data.injected_noise.rate = "none", 0.0
     config.lock()
     return config

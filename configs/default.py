@@ -8,6 +8,6 @@ from configs.base import base_config
 
 def get_config():
     config = base_config()
-    config.data.noise.kind, config.data.noise.rate = "symmetric", 0.5
+    config.data.injected_noise.kind, config.data.injected_noise.rate = "symmetric", 0.5
     config.lock()
     return config

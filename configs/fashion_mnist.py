@@ -16,6 +16,6 @@ def get_config():
     config.data.samples_per_class = 8     # 10 classes: P = 8 per batch
     config.train.steps = 800
     config.memory.size = 8192
-    config.data.noise.kind, config.data.noise.rate = "symmetric", 0.5
+    config.data.injected_noise.kind, config.data.injected_noise.rate = "symmetric", 0.5
     config.lock()
     return config

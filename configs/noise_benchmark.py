@@ -6,7 +6,7 @@
 The experiment's config (`default.py` or `fashion_mnist.py`) with the two
 changes that keep the memory loss from collapsing the small CNN trained from
 scratch (docs/BENCHMARKS.md): Adam at 3e-4 instead of 1e-3, and the memory
-switched on half-way (`prism.memory_start_step` = steps / 2), once the
+switched on half-way (`memory.start_step` = steps / 2), once the
 embeddings drift slowly enough for stored rows to stay comparable.
 """
 
@@ -23,7 +23,7 @@ def get_config(dataset: str = "synthetic") -> ml_collections.ConfigDict:
                          f"{sorted(DATASETS)}")
     config = DATASETS[dataset].get_config()
     config.train.learning_rate = 3e-4
-    config.prism.memory_start_step = config.train.steps // 2
+    config.memory.start_step = config.train.steps // 2
     if dataset == "fashion_mnist":
         # 50% small-cluster noise leaves 5 of the 10 classes: P x K = 4 x 16.
         config.data.samples_per_class = 16

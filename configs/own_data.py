@@ -13,7 +13,7 @@ to data_dir).
 No label noise is injected and PRISM is off: the recipe that did best
 from scratch in docs/BENCHMARKS.md (TripletSemiHard on P x K batches, no
 memory loss). If your labels are noisy, turn PRISM on with your estimate of
-the wrong share: `--config.prism.enabled=True --config.prism.noise_rate=0.2`.
+the wrong share: `--config.selector.noise_rate=0.2`.
 Images are resized to 64 x 64 with flips off (right for text, logos and
 digits; `--config.data.flip=True` for natural images).
 """
@@ -27,7 +27,7 @@ def get_config():
     config.data.image_size = 64
     config.data.flip = False
     config.loss.name = "triplet_semihard"
-    config.prism.enabled = False
+    config.selector.noise_rate = 0.0   # no selection
     config.train.steps = 2000
     config.train.eval_every = 500
     config.train.learning_rate = 3e-4   # the benchmark recipe's

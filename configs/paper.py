@@ -19,9 +19,9 @@ def paper_config(memory_size: int = 8192, window_size: int = 30):
     config.train.batch_size = 64
     config.train.learning_rate = 3e-5
     config.train.eval_every = 500
-    config.prism.window_size = window_size
-    config.prism.memory_weight = 1.0
+    config.selector.window_size = window_size
+    config.memory.weight = 1.0
     config.memory.size = memory_size
     # The paper's synthetic-noise experiments; CARS-98N sets none (real noise).
-    config.data.noise.kind, config.data.noise.rate = "symmetric", 0.5
+    config.data.injected_noise.kind, config.data.injected_noise.rate = "symmetric", 0.5
     return config

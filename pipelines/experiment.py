@@ -1,6 +1,5 @@
 """What the train / evaluate / export pipelines share: config checks, data, model."""
 
-import inspect
 import json
 import shutil
 from pathlib import Path
@@ -39,8 +38,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     need(data.source in SOURCES, "data.source", f"one of {sorted(SOURCES)}")
     need(data.source != "folder" or bool(data.data_dir), "data.data_dir",
          "the folder of your class folders (data.source = 'folder')")
-    need(data.noise.kind in NOISE_KINDS, "data.noise.kind", f"one of {NOISE_KINDS}")
-    need(0.0 <= data.noise.rate < 1.0, "data.noise.rate", "a rate in [0, 1)")
+    need(data.injected_noise.kind in NOISE_KINDS, "data.injected_noise.kind",
+         f"one of {NOISE_KINDS}")
+    need(0.0 <= data.injected_noise.rate < 1.0, "data.injected_noise.rate", "a rate in [0, 1)")
     need(all(v > 0 for v in data.std), "data.std", "values > 0 (they divide the pixels)")
     need(data.eval_resize >= 1.0, "data.eval_resize",
          "a factor >= 1 (the centre crop cannot be larger than the resized image)")
@@ -48,7 +48,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
          "(low, high) area shares with 0 < low <= high <= 1")
     need(not data.mean or not data.std or len(data.mean) == len(data.std), "data.std",
          f"as many values as data.mean ({len(data.mean)})")
-    need(0.0 <= config.prism.noise_rate < 1.0, "prism.noise_rate", "a rate in [0, 1)")
+    need(0.0 <= config.selector.noise_rate < 1.0, "selector.noise_rate",
+         "a rate in [0, 1) (0: no selection)")
     need(config.train.steps > 0, "train.steps", "a positive number of steps")
     need(config.train.eval_every > 0, "train.eval_every", "a positive number of steps")
     need(0.0 < config.train.learning_rate <= 1.0, "train.learning_rate",
@@ -63,7 +64,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
          f"({config.data.samples_per_class})")
     need(config.memory.size >= config.train.batch_size, "memory.size",
          f"at least train.batch_size ({config.train.batch_size})")
-    need(config.loss.name in losses.LOSSES, "loss.name", f"one of {sorted(losses.LOSSES)}")
+    need(config.loss.name in losses.LOSSES and config.loss.name in config.loss, "loss.name",
+         f"one of {sorted(losses.LOSSES)}, with its arguments under config.loss.<name>")
 
 
 def config_to_json(config: ml_collections.ConfigDict) -> str:
@@ -119,9 +121,10 @@ def load_splits(config: ml_collections.ConfigDict) -> Tuple[ImageSplit, ImageSpl
     train, test = load_source(data.source, seed=data.seed, image_size=data.image_size,
                               **{key: data[key] for key in SOURCE_OPTIONS})
     train, test = (drop_undecodable(split, data.strict) for split in (train, test))
-    # The rate means nothing without a kind: `noise.kind=none` alone is enough.
-    rate = data.noise.rate if data.noise.kind != "none" else 0.0
-    return train.with_noise(data.noise.kind, rate, data.seed), test
+    noise = data.injected_noise
+    # The rate means nothing without a kind: `injected_noise.kind=none` alone is enough.
+    rate = noise.rate if noise.kind != "none" else 0.0
+    return train.with_noise(noise.kind, rate, data.seed), test
 
 
 def _size_text(split: ImageSplit) -> str:
@@ -152,8 +155,8 @@ def noise_message(train: ImageSplit, config: ml_collections.ConfigDict) -> str:
         return f"Labels of {train.name} used as given (no noise injected{known})."
     return (f"Injected {report.kind} label noise into {train.name}: {report.num_noisy} of "
             f"{report.num_samples} labels ({report.realized_rate:.1%}) made wrong on purpose "
-            f"(data.noise.kind={report.kind}, rate={config.data.noise.rate}; "
-            "set data.noise.kind=none to train on the labels as given).")
+            f"(data.injected_noise.kind={report.kind}, rate={config.data.injected_noise.rate}; "
+            "set data.injected_noise.kind=none to train on the labels as given).")
 
 
 def data_report(train: ImageSplit, test: ImageSplit,
@@ -201,6 +204,14 @@ def retrieval_on(split: ImageSplit, config: ml_collections.ConfigDict,
     return retrieval_metrics(embeddings, labels, config.eval.recall_at, chunk_size, backend)
 
 
+def build_selector(config: ml_collections.ConfigDict) -> Optional[PrismSelector]:
+    """`PrismSelector(**config.selector)`, or None (no selection: every sample
+    trains) when the assumed noise rate is 0."""
+    if not config.selector.noise_rate:
+        return None
+    return PrismSelector(**config.selector)
+
+
 def build_model(config: ml_collections.ConfigDict, num_classes: int, channels: int,
                 pretrained: bool = True) -> PrismModel:
     """The configured PrismModel, compiled; `pretrained=False` skips the
@@ -209,17 +220,13 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, channels: i
     encoder = build_encoder(config.model.encoder, (size, size, channels),
                             config.model.embedding_dim,
                             (config.model.weights or None) if pretrained else None)
-    loss_class = losses.LOSSES[config.loss.name]
-    takes_margin = "margin" in inspect.signature(loss_class).parameters
-    loss_args = {"margin": config.loss.margin} if takes_margin else {}
     model = PrismModel(
         encoder,
         MemoryBank(config.memory.size, config.model.embedding_dim, num_classes),
-        PrismSelector(config.prism.noise_rate, config.prism.window_size,
-                      scoring=config.prism.scoring) if config.prism.enabled else None,
-        batch_loss=loss_class(**loss_args),
-        memory_weight=config.prism.memory_weight,
-        memory_start_step=config.prism.memory_start_step)
+        build_selector(config),
+        batch_loss=losses.LOSSES[config.loss.name](**config.loss[config.loss.name]),
+        memory_weight=config.memory.weight,
+        memory_start_step=config.memory.start_step)
     schedule = keras.optimizers.schedules.CosineDecay(
         config.train.learning_rate, decay_steps=config.train.steps)
     model.compile(optimizer=keras.optimizers.Adam(schedule),

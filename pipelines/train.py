@@ -1,7 +1,7 @@
 r"""Train a PRISM model with `model.fit`; resumable, watched in TensorBoard.
 
     python -m pipelines.train --config=configs/default.py --workdir=/tmp/prism \
-        [--config.data.noise.rate=0.2 ...]
+        [--config.data.injected_noise.rate=0.2 ...]
 
 Writes to the workdir: `config.json` (the resolved config), `data.json`
 (classes and samples per split, noise kind, requested and realised rate),
@@ -109,7 +109,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> 
     callbacks = [evaluation, CheckpointAtEpochEnd(manager), StepTensorBoard(log_dir)]
     shown_test = fixed_sample(test_split, 512, preprocessing, config.data.seed)
     callbacks.append(RetrievalExamples(shown_test[0], shown_test[1], log_dir))
-    if config.prism.enabled:
+    if config.selector.noise_rate:
         callbacks.append(CleanProbabilityMonitor(
             *fixed_sample(train_split, 512, preprocessing, config.data.seed), log_dir))
     try:

@@ -12,15 +12,15 @@ def _tiny():
 
 def test_method_and_noise_overrides():
     base = _tiny()
-    base.prism.memory_start_step = 5
+    base.memory.start_step = 5
     config = run_config(base, Run("semihard_prism", "small_cluster", 0.25, 2), 0.1)
-    assert (config.loss.name, config.prism.enabled, config.prism.memory_weight,
-            config.prism.memory_start_step) == ("triplet_semihard", True, 0.0, 0)
-    assert run_config(base, Run("mcl_prism", "none", 0.0, 0), 0.1).prism.memory_start_step == 5
-    assert (config.data.noise.kind, config.data.noise.rate, config.prism.noise_rate,
-            config.data.seed) == ("small_cluster", 0.25, 0.25, 2)
-    clean = run_config(_tiny(), Run("xbm", "none", 0.0, 0), 0.1)
-    assert clean.prism.noise_rate == 0.1 and not clean.prism.enabled
+    assert (config.loss.name, config.memory.weight,
+            config.memory.start_step) == ("triplet_semihard", 0.0, 0)
+    assert run_config(base, Run("mcl_prism", "none", 0.0, 0), 0.1).memory.start_step == 5
+    assert run_config(base, Run("mcl_prism", "none", 0.0, 0), 0.1).selector.noise_rate == 0.1
+    assert (config.data.injected_noise.kind, config.data.injected_noise.rate,
+            config.selector.noise_rate, config.data.seed) == ("small_cluster", 0.25, 0.25, 2)
+    assert run_config(_tiny(), Run("xbm", "none", 0.0, 0), 0.1).selector.noise_rate == 0.0
     with pytest.raises(ValueError, match="expected kind:rate"):
         parse_noise("symmetric:half")
 

@@ -170,16 +170,17 @@ def test_killed_run_resumes_to_the_same_result(finished_run, tmp_path):
 def test_a_workdir_of_another_experiment_is_refused_untouched(finished_run):
     workdir = finished_run[0]
     before = {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()}
-    result = _run(_train_command(workdir, "--config.data.noise.rate=0.2"))
+    result = _run(_train_command(workdir, "--config.data.injected_noise.rate=0.2"))
     assert result.returncode != 0
     assert "holds a different experiment" in result.stderr
-    assert "data.noise.rate (0.5 -> 0.2)" in result.stderr
+    assert "data.injected_noise.rate (0.5 -> 0.2)" in result.stderr
     assert before == {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()}
 
 
 @pytest.mark.parametrize("key,value,match", [
-    ("data.noise.rate", 1.5, r"config.data.noise.rate = 1.5: expected a rate in \[0, 1\)"),
-    ("prism.noise_rate", -0.1, r"config.prism.noise_rate = -0.1"),
+    ("data.injected_noise.rate", 1.5,
+     r"config.data.injected_noise.rate = 1.5: expected a rate in \[0, 1\)"),
+    ("selector.noise_rate", -0.1, r"config.selector.noise_rate = -0.1"),
     ("memory.size", 32, r"config.memory.size = 32: expected at least train.batch_size \(64\)"),
     ("loss.name", "arcface", r"config.loss.name = 'arcface'"),
     ("train.eval_every", 0, r"config.train.eval_every = 0: expected a positive number"),
@@ -189,7 +190,7 @@ def test_a_workdir_of_another_experiment_is_refused_untouched(finished_run):
     ("eval.recall_at", (0,), r"config.eval.recall_at = \(0,\): expected integers >= 1"),
     ("eval.batch_size", 0, r"config.eval.batch_size = 0: expected a positive batch size"),
     ("data.source", "folder", r"config.data.data_dir = '': expected the folder of your class folders"),
-    ("data.noise.kind", "uniform", r"config.data.noise.kind = 'uniform'"),
+    ("data.injected_noise.kind", "uniform", r"config.data.injected_noise.kind = 'uniform'"),
 ])
 def test_bad_config_values_are_refused_before_any_work(tmp_path, key, value, match):
     config = _small_config()
@@ -214,9 +215,10 @@ def test_unknown_config_key_is_refused(tmp_path):
 def test_every_config_has_the_shared_keys_and_passes_its_checks(name):
     module = __import__(f"configs.{name}", fromlist=["get_config"])
     config = module.get_config()
-    for key in ("train.steps", "train.batch_size", "data.noise.kind", "data.noise.rate",
-                "data.seed", "prism.enabled", "prism.noise_rate", "prism.window_size",
-                "memory.size", "loss.name"):
+    for key in ("train.steps", "train.batch_size", "data.injected_noise.kind",
+                "data.injected_noise.rate", "data.seed", "selector.noise_rate",
+                "selector.window_size", "selector.scoring", "memory.size", "memory.weight",
+                "memory.start_step", "loss.name"):
         section, field = key.rsplit(".", 1)
         parent = config
         for part in section.split("."):
@@ -264,8 +266,8 @@ def test_every_loss_name_builds_its_loss(name):
     config.loss.name = name
     model = experiment.build_model(config, num_classes=10, channels=3)
     assert isinstance(model.batch_loss, losses.LOSSES[name])
-    if "margin" in model.batch_loss.get_config():
-        assert model.batch_loss.margin == config.loss.margin
+    for argument, value in config.loss[name].items():
+        assert model.batch_loss.get_config()[argument] == value, argument
 
 
 def test_a_finished_run_started_again_reports_its_metrics(finished_run):
@@ -284,10 +286,10 @@ def _with(config, **changes):
 
 
 @pytest.mark.parametrize("changes,match", [
-    ({"prism__window_size": 0}, "window_size"),
+    ({"selector__window_size": 0}, "window_size"),
     ({"model__encoder": "NoSuchNet"}, "unknown encoder 'NoSuchNet'"),
-    ({"prism__scoring": "bogus"}, "scoring must be one of"),
-    ({"prism__memory_start_step": -1}, "memory_start_step must be"),
+    ({"selector__scoring": "bogus"}, "scoring must be one of"),
+    ({"memory__start_step": -1}, "memory_start_step must be"),
     ({"train__batch_size": 512, "memory__size": 4096}, "need 128 classes; the labels have 100"),
     ({"data__train_list": "x.csv"}, "source 'synthetic' does not read train_list"),
 ])
@@ -334,7 +336,8 @@ def test_noise_is_injected_only_when_asked_and_said(tmp_path, capsys):
     train(config, str(tmp_path / "demo"), verbose=0)
     assert ("Injected symmetric label noise into synthetic/train: 2000 of 4000 labels (50.0%)"
             in capsys.readouterr().out)
-    config = _with(_small_config(), train__steps=2, train__eval_every=2, data__noise__kind="none")
+    config = _with(_small_config(), train__steps=2, train__eval_every=2,
+                   data__injected_noise__kind="none")
     train(config, str(tmp_path / "none"), verbose=0)
     assert json.loads((tmp_path / "none" / "data.json").read_text())["noise"]["noisy_samples"] == 0
 
@@ -481,7 +484,7 @@ def test_csv_lists_and_the_paths_in_them_are_relative_to_data_dir(tmp_path, monk
     monkeypatch.chdir(tmp_path)   # not where the lists are
     config = _with(_small_config(), data__source="csv", data__data_dir=str(root),
                    data__train_list="train.csv", data__test_list="test.csv",
-                   data__noise__kind="none", train__batch_size=8, train__steps=2,
+                   data__injected_noise__kind="none", train__batch_size=8, train__steps=2,
                    train__eval_every=2, memory__size=64)
     metrics = train(config, str(tmp_path / "w"), verbose=0)
     assert metrics["step"] == 2

@@ -14,11 +14,12 @@ Methods (config overrides on top of --config):
 - mcl_prism: the same with PRISM selection.
 - semihard: TripletSemiHard on the batch, no memory loss, no selection.
 - semihard_prism: TripletSemiHard on the kept samples; the memory only scores,
-  from step 0 (the config's `prism.memory_start_step` is a warm-up for the
+  from step 0 (the config's `memory.start_step` is a warm-up for the
   memory loss, so only xbm and mcl_prism keep it).
 - untrained: the encoder as initialised, not trained (a floor: on easy
   data such as Fashion-MNIST a random CNN already retrieves well).
-PRISM's `noise_rate` is the injected rate, or --clean_noise_rate for clean labels.
+PRISM's `selector.noise_rate` is the injected rate, or --clean_noise_rate for
+clean labels; methods without selection set it to 0.
 """
 
 import dataclasses
@@ -75,12 +76,13 @@ def run_config(base: ml_collections.ConfigDict, run: Run,
     config = ml_collections.ConfigDict(base.to_dict())
     method = METHODS[run.method]
     config.loss.name = method["loss"]
-    config.prism.enabled = method["prism"]
-    config.prism.memory_weight = method["memory_weight"]
+    config.memory.weight = method["memory_weight"]
     if not method["memory_weight"]:
-        config.prism.memory_start_step = 0
-    config.data.noise.kind, config.data.noise.rate = run.noise_kind, run.noise_rate
-    config.prism.noise_rate = run.noise_rate if run.noise_rate > 0 else clean_noise_rate
+        config.memory.start_step = 0
+    config.data.injected_noise.kind = run.noise_kind
+    config.data.injected_noise.rate = run.noise_rate
+    assumed = run.noise_rate if run.noise_rate > 0 else clean_noise_rate
+    config.selector.noise_rate = assumed if method["prism"] else 0.0
     config.data.seed = run.seed
     config.lock()
     return config
@@ -140,7 +142,7 @@ def benchmark(base: ml_collections.ConfigDict, root: str, methods: Sequence[str]
             for seed in seeds:
                 config = ml_collections.ConfigDict(base.to_dict())
                 config.data.seed = int(seed)
-                config.data.noise.kind, config.data.noise.rate = "none", 0.0
+                config.data.injected_noise.kind, config.data.injected_noise.rate = "none", 0.0
                 results[Run(UNTRAINED, "none", 0.0, int(seed))] = untrained_metrics(config)
             continue
         for kind, rate in settings:
