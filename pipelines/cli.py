@@ -5,9 +5,10 @@ value ends the program with one `error: ...` line, not a traceback and not
 the usage text (which `--help` still prints).
 """
 
+import contextlib
 import logging
 import sys
-from typing import Callable, List, Optional
+from typing import Callable, Iterator, List, Optional
 
 from absl import app, flags
 
@@ -40,6 +41,17 @@ def parse_flags(argv: List[str]) -> List[str]:
     except Exception as error:  # noqa: BLE001 -- any parse failure is the user's input
         raise SystemExit(f"error: bad flag or config: {one_line(error)}")
     return remaining
+
+
+@contextlib.contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Ends the program with one `error: ...` line, no usage text, on the
+    errors a user's input causes: config, data and bad-batch errors
+    (ValueError and its kinds) and files that cannot be read or written."""
+    try:
+        yield
+    except (ValueError, OSError) as error:
+        raise SystemExit(f"error: {error}")
 
 
 def run(main: Callable[[List[str]], None]) -> None:

@@ -48,11 +48,9 @@ def main(argv):
     del argv
     if not FLAGS.workdir:
         raise app.UsageError("--workdir is required")
-    try:
+    with cli.one_line_errors():
         metrics = evaluate(FLAGS.workdir, FLAGS.saved_model, FLAGS.split, FLAGS.chunk_size,
                            FLAGS.backend)
-    except (ValueError, OSError) as error:
-        raise SystemExit(f"error: {error}")
     print(json.dumps(metrics, indent=2))
 
 

@@ -45,12 +45,9 @@ def main(argv):
     del argv
     if not FLAGS.workdir or not FLAGS.export_dir:
         raise app.UsageError("--workdir and --export_dir are required")
-    try:
+    with cli.one_line_errors():
         path = export_run(FLAGS.workdir, FLAGS.export_dir, FLAGS.version,
                           FLAGS.allow_unfinished)
-    except (experiment.ConfigError, OSError) as error:
-        # Not a usage error: one line, no usage text (read-only folders too).
-        raise SystemExit(f"error: {error}")
     print(f"exported {path}")
 
 

@@ -162,11 +162,8 @@ def main(argv):
     del argv
     if FLAGS.config is None or not FLAGS.workdir:
         raise app.UsageError("--config and --workdir are required")
-    try:
+    with cli.one_line_errors():
         train(FLAGS.config, FLAGS.workdir, cli.progress_verbosity(FLAGS.verbose))
-    except (ValueError, OSError) as error:
-        # Config, data and bad-batch errors: one line, no usage text.
-        raise SystemExit(f"error: {error}")
 
 
 if __name__ == "__main__":

@@ -158,12 +158,9 @@ def main(argv):
     del argv
     if FLAGS.config is None or not FLAGS.root:
         raise app.UsageError("--config and --root are required")
-    try:
+    with cli.one_line_errors():
         results = benchmark(FLAGS.config, FLAGS.root, FLAGS.methods, FLAGS.noise,
                             [int(s) for s in FLAGS.seeds], FLAGS.clean_noise_rate)
-    except (ValueError, OSError) as error:
-        # Config and data errors (a missing image list...): one line, as in train.
-        raise SystemExit(f"error: {error}")
     markdown = table(results)
     print(markdown)
     if FLAGS.output:
