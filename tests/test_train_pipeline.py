@@ -189,6 +189,8 @@ def test_a_workdir_of_another_experiment_is_refused_untouched(finished_run):
     ("data.std", (0.0, 0.0, 0.0), r"config.data.std = \(0.0, 0.0, 0.0\): expected values > 0"),
     ("eval.recall_at", (0,), r"config.eval.recall_at = \(0,\): expected integers >= 1"),
     ("eval.batch_size", 0, r"config.eval.batch_size = 0: expected a positive batch size"),
+    ("data.eval_resize", 0.5, r"config.data.eval_resize = 0.5: expected a factor >= 1"),
+    ("data.crop_scale", (0.0, 1.0), r"config.data.crop_scale = \(0.0, 1.0\): expected \(low, high\)"),
     ("data.source", "folder", r"config.data.data_dir = '': expected the folder of your class folders"),
     ("data.injected_noise.kind", "uniform", r"config.data.injected_noise.kind = 'uniform'"),
 ])
