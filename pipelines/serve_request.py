@@ -70,11 +70,8 @@ def request_inputs(images: List[str], signature: str,
         raise ValueError("signature serving_default needs --contract: the float images "
                          "must be preprocessed as the export expects")
     preprocessing = preprocessing_from_contract(contract)
-    channels = contract["preprocessing"]["channels"]
-    return {"images": np.stack([
-        preprocessing.eval_view(tf.io.decode_image(data, channels=channels,
-                                                   expand_animations=False)).numpy()
-        for data in encoded])}
+    return {"images": np.stack([preprocessing.eval_view_of_file(data).numpy()
+                                for data in encoded])}
 
 
 def send_rest(server: str, model_name: str, body: Dict[str, object],

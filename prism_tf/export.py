@@ -31,7 +31,6 @@ import tensorflow as tf
 from prism_tf import compat
 from prism_tf.data.pipeline import Preprocessing
 
-SIGNATURES = ("serving_default", "embed_encoded")
 CONTRACT_FILE = "preprocessing.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
 
@@ -57,15 +56,9 @@ class _Embedder(tf.Module):
         return {"embeddings": tf.math.l2_normalize(features, axis=-1)}
 
     def _embed_encoded(self, encoded_images):
-        size = self.preprocessing.image_size
-
-        def prepare(data):
-            image = tf.io.decode_image(data, channels=self.preprocessing.channels,
-                                       expand_animations=False)
-            return self.preprocessing.eval_view(image)
-
-        images = tf.map_fn(prepare, encoded_images, fn_output_signature=tf.TensorSpec(
-            [size, size, self.preprocessing.channels], tf.float32))
+        size, channels = self.preprocessing.image_size, self.preprocessing.channels
+        images = tf.map_fn(self.preprocessing.eval_view_of_file, encoded_images,
+                           fn_output_signature=tf.TensorSpec([size, size, channels], tf.float32))
         return self._embed(images)
 
 

@@ -86,6 +86,13 @@ class Preprocessing:
             crop = tf.image.stateless_random_flip_left_right(crop, flip_seed)
         return self.normalize(crop)
 
+    def eval_view_of_file(self, data: tf.Tensor) -> tf.Tensor:
+        """`eval_view` of JPEG/PNG/GIF/BMP bytes, decoded to `channels`
+        (set: `for_split`); what an export's `embed_encoded` and a client
+        preparing `serving_default` inputs both do."""
+        image = tf.io.decode_image(data, channels=self.channels, expand_animations=False)
+        return self.eval_view(image)
+
     def eval_view(self, image: tf.Tensor) -> tf.Tensor:
         shape = tf.cast(tf.shape(image)[:2], tf.float32)
         target = self.image_size * self.eval_resize
@@ -147,15 +154,24 @@ class ImageReader:
         else:
             self._store = tf.constant(split.paths.astype(str))
 
+    def source(self, index) -> tf.Tensor:
+        """Where sample `index` of an encoded or file split comes from: its
+        path, or "<split> sample <index>"."""
+        if self.split.encoded is not None:
+            return tf.strings.join([self.split.name, " sample ", tf.strings.as_string(index)])
+        return tf.gather(self._store, index)
+
+    def encoded(self, index: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+        """(file bytes, source) of sample `index` of an encoded or file split."""
+        source = self.source(index)
+        if self.split.encoded is not None:
+            return tf.gather(self._store, index), source
+        return tf.io.read_file(source), source
+
     def __call__(self, index: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
         if self.split.pixels is not None:
             return tf.gather(self._store, index), tf.constant(True)
-        if self.split.encoded is not None:
-            data = tf.gather(self._store, index)
-            source = tf.strings.join([self.split.name, " sample ", tf.strings.as_string(index)])
-        else:
-            source = tf.gather(self._store, index)
-            data = tf.io.read_file(source)
+        data, source = self.encoded(index)
         ok = looks_like_whole_image(data)
 
         def placeholder():
@@ -183,14 +199,10 @@ def drop_undecodable(split: ImageSplit, strict: bool = False) -> ImageSplit:
     if split.pixels is not None:
         height, width = split.pixels.shape[1:3]
         return dataclasses.replace(split, size_range=(height, width, height, width))
-    # A variable, not a constant: a split's bytes may exceed a graph's 2 GB.
-    store = (tf.Variable(split.encoded.astype(bytes), trainable=False)
-             if split.encoded is not None else tf.constant(split.paths.astype(str)))
-    from_files = split.encoded is None
+    reader = ImageReader(split, source_channels(split), CorruptImageLog())
 
     def decodes(index):
-        data = tf.io.read_file(store[index]) if from_files else store[index]
-        image = tf.io.decode_image(data, expand_animations=False)
+        image = tf.io.decode_image(reader.encoded(index)[0], expand_animations=False)
         return index, tf.shape(image)[:2]
 
     survivors = (tf.data.Dataset.range(len(split))
@@ -202,7 +214,7 @@ def drop_undecodable(split: ImageSplit, strict: bool = False) -> ImageSplit:
         good[indices.numpy()] = True
         low, high = np.minimum(low, sizes.numpy().min(0)), np.maximum(high, sizes.numpy().max(0))
     bad = np.flatnonzero(~good)
-    names = [str(split.paths[i]) if from_files else f"{split.name} sample {i}" for i in bad]
+    names = [reader.source(int(i)).numpy().decode() for i in bad]
     if names and strict:
         raise DataError(f"{len(names)} image(s) of {split.name} cannot be decoded: "
                         + ", ".join(names[:5]) + (" ..." if len(names) > 5 else ""))
