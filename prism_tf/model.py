@@ -198,7 +198,8 @@ class PrismModel(keras.Model):
         labels = tf.clip_by_value(labels, 0, self.memory_bank.num_classes - 1)
         with tf.GradientTape() as tape:
             z = self(inputs, training=True)
-            inputs_ok = labels_ok & fits & tf.reduce_all(tf.math.is_finite(z))
+            z_finite = tf.reduce_all(tf.math.is_finite(z))
+            inputs_ok = labels_ok & fits & z_finite
             keep, threshold = self._select(tf.stop_gradient(z), labels, memory_on, inputs_ok)
             weight = tf.cast(keep, tf.float32)
             values = {"kept_fraction": tf.reduce_sum(weight) / batch}
@@ -225,7 +226,7 @@ class PrismModel(keras.Model):
             scaled_loss = compat.scale_loss(self.optimizer, loss)
         gradients = compat.unscale_gradients(
             self.optimizer, tape.gradient(scaled_loss, self.trainable_variables))
-        finite = tf.reduce_all(tf.math.is_finite(z)) & tf.math.is_finite(loss)
+        finite = z_finite & tf.math.is_finite(loss)
         # A NaN input can give finite embeddings (ReLU maps NaN to 0) and NaN
         # gradients. Under loss scaling, non-finite gradients are the loss
         # scale optimizer's to skip, so they are not checked there.
@@ -235,13 +236,14 @@ class PrismModel(keras.Model):
         reason = (tf.where(finite, 0, _NON_FINITE) + tf.where(labels_ok, 0, _LABEL_RANGE)
                   + tf.where(fits, 0, _BATCH_TOO_LARGE))
         # Once a step is refused, later ones in the same call refuse too.
-        ok = tf.logical_and(tf.equal(reason, 0), tf.equal(self.failure[1], 0))
+        none_refused_yet = tf.equal(self.failure[1], 0)
+        ok = tf.logical_and(tf.equal(reason, 0), none_refused_yet)
         compat.apply_gradients_if(ok, self.optimizer, gradients, self.trainable_variables)
         # In a tf.cond, so the bank's own size check cannot fire on a refused batch.
         tf.cond(ok, lambda: self._enqueue(tf.stop_gradient(z), labels,
                                           (weight > 0) & memory_on),
                 lambda: tf.constant(False))
-        first_failure = tf.logical_and(tf.not_equal(reason, 0), tf.equal(self.failure[1], 0))
+        first_failure = tf.logical_and(tf.not_equal(reason, 0), none_refused_yet)
         self.failure.assign(tf.where(
             first_failure,
             tf.stack([tf.cast(self.optimizer.iterations, tf.int64) + 1,
