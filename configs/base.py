@@ -36,7 +36,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.model = dict(
         encoder="small_cnn",   # small_cnn or a keras.applications class name
         embedding_dim=64,
-        weights="",            # "" = random init; "imagenet" needs the network
+        weights="",            # "" = random init; "imagenet" (needs the network) or
+                               # a local Keras weights file (.h5 / .weights.h5)
+        init_from="",          # fine-tuning: a training workdir (its latest
+                               # checkpoint) or an export folder; its encoder's weights
     )
     config.train = dict(
         steps=600,

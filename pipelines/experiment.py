@@ -15,7 +15,8 @@ from prism_tf.data import ImageSplit
 from prism_tf.data.noise import NOISE_KINDS
 from prism_tf.data.pipeline import Preprocessing, drop_undecodable, eval_dataset
 from prism_tf.data.registry import OPTIONS as SOURCE_OPTIONS, SOURCES, load_source
-from prism_tf.encoders import build_encoder
+from prism_tf.encoders import (IMAGENET, build_encoder, copy_encoder_weights,
+                               exported_encoder_variables)
 from prism_tf.evaluation import embed_dataset, retrieval_metrics
 
 CONFIG_FILE = "config.json"
@@ -66,6 +67,13 @@ def check_config(config: ml_collections.ConfigDict) -> None:
          f"at least train.batch_size ({config.train.batch_size})")
     need(config.loss.name in losses.LOSSES and config.loss.name in config.loss, "loss.name",
          f"one of {sorted(losses.LOSSES)}, with its arguments under config.loss.<name>")
+    model = config.model
+    need(model.weights in ("", IMAGENET) or Path(model.weights).is_file(), "model.weights",
+         f"'', {IMAGENET!r} or an existing weights file (.h5 / .weights.h5)")
+    need(not model.init_from or Path(model.init_from).is_dir(), "model.init_from",
+         "'' or an existing training workdir or export folder")
+    need(not (model.init_from and model.weights), "model.init_from",
+         f"'' when model.weights is set ({model.weights!r}): start from one or the other")
 
 
 def config_to_json(config: ml_collections.ConfigDict) -> str:
@@ -215,11 +223,15 @@ def build_selector(config: ml_collections.ConfigDict) -> Optional[PrismSelector]
 def build_model(config: ml_collections.ConfigDict, num_classes: int, channels: int,
                 pretrained: bool = True) -> PrismModel:
     """The configured PrismModel, compiled; `pretrained=False` skips the
-    backbone's initial weights (a checkpoint will replace them)."""
+    encoder's initial weights (`model.weights`, `model.init_from`: a
+    checkpoint will replace them)."""
     size = config.data.image_size
     encoder = build_encoder(config.model.encoder, (size, size, channels),
                             config.model.embedding_dim,
                             (config.model.weights or None) if pretrained else None)
+    if pretrained and config.model.init_from:
+        copy_encoder_weights(encoder_variables_of(config.model.init_from), encoder,
+                             f"model.init_from={config.model.init_from!r}")
     model = PrismModel(
         encoder,
         MemoryBank(config.memory.size, config.model.embedding_dim, num_classes),
@@ -232,6 +244,18 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, channels: i
     model.compile(optimizer=keras.optimizers.Adam(schedule),
                   jit_compile=config.train.jit_compile)
     return model
+
+
+def encoder_variables_of(path: str) -> list:
+    """The encoder variables of a training workdir's latest checkpoint, or of
+    an export folder (`prism_tf.export`; its newest version)."""
+    if (Path(path) / CONFIG_FILE).is_file():
+        return restore_run(path)[2].encoder.variables
+    try:
+        return exported_encoder_variables(path)
+    except FileNotFoundError:
+        raise ConfigError(f"{path} is neither a training workdir (no {CONFIG_FILE}) nor "
+                          "an export folder (no saved_model.pb)") from None
 
 
 def checkpoint_manager(model: PrismModel, workdir: Path) -> tf.train.CheckpointManager:

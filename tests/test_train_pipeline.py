@@ -193,6 +193,10 @@ def test_a_workdir_of_another_experiment_is_refused_untouched(finished_run):
     ("data.crop_scale", (0.0, 1.0), r"config.data.crop_scale = \(0.0, 1.0\): expected \(low, high\)"),
     ("data.source", "folder", r"config.data.data_dir = '': expected the folder of your class folders"),
     ("data.injected_noise.kind", "uniform", r"config.data.injected_noise.kind = 'uniform'"),
+    ("model.weights", "no/such.weights.h5",
+     r"config.model.weights = 'no/such.weights.h5': expected '', 'imagenet' or an existing"),
+    ("model.init_from", "no/such/run",
+     r"config.model.init_from = 'no/such/run': expected '' or an existing training workdir"),
 ])
 def test_bad_config_values_are_refused_before_any_work(tmp_path, key, value, match):
     config = _small_config()
@@ -270,6 +274,47 @@ def test_every_loss_name_builds_its_loss(name):
     assert isinstance(model.batch_loss, losses.LOSSES[name])
     for argument, value in config.loss[name].items():
         assert model.batch_loss.get_config()[argument] == value, argument
+
+
+def _encoder_values(model):
+    return [v.numpy() for v in model.encoder.variables]
+
+
+def test_fine_tuning_starts_from_a_runs_checkpoint_or_export(finished_run, tmp_path):
+    workdir = finished_run[0]
+    trained = _encoder_values(experiment.restore_run(str(workdir))[2])
+    export_run(str(workdir), str(tmp_path / "models"))
+    for source in (workdir, tmp_path / "models", tmp_path / "models" / "1"):
+        config = _small_config()
+        config.model.init_from = str(source)
+        # Another label set (fine-tuning on new classes): only the encoder is taken.
+        started = _encoder_values(experiment.build_model(config, num_classes=7, channels=3))
+        assert len(started) == len(trained)
+        for a, b in zip(started, trained):
+            np.testing.assert_array_equal(a, b)
+    config = _small_config()
+    config.model.init_from = str(workdir)
+    assert not np.array_equal(_encoder_values(experiment.build_model(
+        config, num_classes=7, channels=3, pretrained=False))[0], trained[0])
+
+
+def test_fine_tuning_from_another_architecture_or_a_non_run_is_one_error(finished_run,
+                                                                         tmp_path):
+    config = _small_config()
+    config.model.init_from = str(finished_run[0])
+    config.model.embedding_dim = 32
+    with pytest.raises(ValueError, match=r"model.init_from='.*' does not fit the encoder: "
+                                         r"variable 4 has shape \(64, 64\) there and "
+                                         r"\(64, 32\) here"):
+        train(config, str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()
+    config.model.init_from = str(tmp_path)
+    with pytest.raises(experiment.ConfigError, match="neither a training workdir"):
+        train(config, str(tmp_path / "w"))
+    config.model.weights = "imagenet"
+    with pytest.raises(experiment.ConfigError, match="start from one or the other"):
+        train(config, str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()
 
 
 def test_a_finished_run_started_again_reports_its_metrics(finished_run):
