@@ -52,14 +52,20 @@ def base_config() -> ml_collections.ConfigDict:
     # PrismSelector's keyword arguments, `memory` the bank's size and how the
     # model uses it, `loss` the batch loss by name with each loss's arguments.
     config.selector = dict(
-        noise_rate=0.5,        # share of wrong labels PRISM assumes; 0: no selection
+        # Share of wrong labels PRISM assumes; 0: no selection; "auto":
+        # estimated online (prism_tf.PrismSelector). Any type, so that
+        # --config.selector.noise_rate=auto parses.
+        noise_rate=ml_collections.FieldReference(0.5, field_type=object),
         window_size=10,
         scoring="centers",     # centers | full
+        max_noise_estimate=0.7,  # the guard: keep all while the estimate is above it
     )
     config.memory = dict(
         size=2048,
         weight=0.0,            # memory loss weight; 0: the memory only scores samples
         start_step=0,          # before it the memory is neither used nor filled
+        normalize=True,        # memory loss x batch / rows: weighs like one batch
+                               # (False: the authors' sum over all rows)
     )
     # Each loss's arguments under its own name, so `--config.loss.name=...`
     # and `--config.loss.<name>.margin=...` both work on the locked config.

@@ -22,6 +22,9 @@ def paper_config(memory_size: int = 8192, window_size: int = 30):
     config.selector.window_size = window_size
     config.memory.weight = 1.0
     config.memory.size = memory_size
+    # The authors' scale: the memory loss summed over all rows (see
+    # PrismModel's normalize_memory_loss for why the other configs normalise).
+    config.memory.normalize = False
     # The paper's synthetic-noise experiments; CARS-98N sets none (real noise).
     config.data.injected_noise.kind, config.data.injected_noise.rate = "symmetric", 0.5
     return config

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from prism_tf import MemoryBank, PrismModel, PrismSelector, losses
+from prism_tf.selector import AUTO
 from prism_tf.data import ImageSplit
 from prism_tf.data.noise import NOISE_KINDS
 from prism_tf.data.pipeline import Preprocessing, drop_undecodable, eval_dataset
@@ -49,8 +50,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
          "(low, high) area shares with 0 < low <= high <= 1")
     need(not data.mean or not data.std or len(data.mean) == len(data.std), "data.std",
          f"as many values as data.mean ({len(data.mean)})")
-    need(0.0 <= config.selector.noise_rate < 1.0, "selector.noise_rate",
-         "a rate in [0, 1) (0: no selection)")
+    rate = config.selector.noise_rate
+    need(rate == AUTO or (isinstance(rate, (int, float)) and 0.0 <= rate < 1.0),
+         "selector.noise_rate", f"a rate in [0, 1) (0: no selection) or {AUTO!r}")
+    need(0.0 < config.selector.max_noise_estimate <= 1.0, "selector.max_noise_estimate",
+         "a share in (0, 1] (1: no guard)")
     need(config.train.steps > 0, "train.steps", "a positive number of steps")
     need(config.train.eval_every > 0, "train.eval_every", "a positive number of steps")
     need(0.0 < config.train.learning_rate <= 1.0, "train.learning_rate",
@@ -238,7 +242,8 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, channels: i
         build_selector(config),
         batch_loss=losses.LOSSES[config.loss.name](**config.loss[config.loss.name]),
         memory_weight=config.memory.weight,
-        memory_start_step=config.memory.start_step)
+        memory_start_step=config.memory.start_step,
+        normalize_memory_loss=config.memory.normalize)
     schedule = keras.optimizers.schedules.CosineDecay(
         config.train.learning_rate, decay_steps=config.train.steps)
     model.compile(optimizer=keras.optimizers.Adam(schedule),

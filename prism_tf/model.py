@@ -13,7 +13,8 @@ from prism_tf.selector import PrismSelector
 
 LossLike = Union[MetricLoss, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]]
 
-_TRACKED = ("loss", "batch_loss", "memory_loss", "kept_fraction", "threshold")
+_TRACKED = ("loss", "batch_loss", "memory_loss", "kept_fraction", "threshold",
+            "noise_estimate")
 # Why a step was refused (bits of `PrismModel.failure`'s reason).
 _NON_FINITE, _LABEL_RANGE, _BATCH_TOO_LARGE = 1, 2, 4
 _REASONS = {
@@ -38,7 +39,8 @@ class PrismModel(keras.Model):
     1. z = normalise(encoder(x)).
     2. Clean probabilities and the keep mask from the memory as it was.
     3. Memory loss between z and the memory, removed samples' rows zeroed,
-       divided by the batch size.
+       divided by the batch size; with `normalize_memory_loss` also
+       multiplied by B / (rows in memory).
     4. Batch loss on the kept samples only.
     5. loss = batch_loss + memory_weight * memory_loss; one gradient step.
     6. The kept samples' pre-step embeddings go into the memory.
@@ -77,6 +79,13 @@ class PrismModel(keras.Model):
       memory_weight: weight of the memory loss (0: the memory only scores
         samples, and the memory loss is neither computed nor logged).
       memory_start_step: optimizer step at which the memory starts.
+      normalize_memory_loss: scale the memory loss by B / (rows in memory),
+        so that a memory of any size weighs like one batch of references.
+        False is the authors' sum over every row: against M rows the memory
+        term is M / B times the batch term (32x for 2,048 rows), the
+        memory's stale rows then set the whole gradient, and a small CNN
+        trained from scratch loses most of what it learned
+        (docs/BENCHMARKS.md, "The memory-loss collapse").
 
     Example:
 
@@ -95,7 +104,8 @@ class PrismModel(keras.Model):
                  selector: Optional[PrismSelector] = None,
                  batch_loss: Optional[LossLike] = None,
                  memory_loss: Optional[MetricLoss] = None,
-                 memory_weight: float = 1.0, memory_start_step: int = 0, **kwargs):
+                 memory_weight: float = 1.0, memory_start_step: int = 0,
+                 normalize_memory_loss: bool = True, **kwargs):
         super().__init__(**kwargs)
         self._batch_loss_given = batch_loss is not None
         if not isinstance(memory_start_step, int) or memory_start_step < 0:
@@ -109,6 +119,7 @@ class PrismModel(keras.Model):
         self.memory_loss = memory_loss if memory_loss is not None else MemoryContrastiveLoss()
         self.memory_weight = float(memory_weight)
         self.memory_start_step = memory_start_step
+        self.normalize_memory_loss = bool(normalize_memory_loss)
         self._trackers = {name: keras.metrics.Mean(name=name) for name in _TRACKED}
         self._selection_metrics = [KeptPurity(), NoiseRecall()]
         # [step counted from 1, reason bits] of the first refused step.
@@ -200,7 +211,8 @@ class PrismModel(keras.Model):
             z = self(inputs, training=True)
             z_finite = tf.reduce_all(tf.math.is_finite(z))
             inputs_ok = labels_ok & fits & z_finite
-            keep, threshold = self._select(tf.stop_gradient(z), labels, memory_on, inputs_ok)
+            keep, threshold, noise_estimate = self._select(
+                tf.stop_gradient(z), labels, memory_on, inputs_ok)
             weight = tf.cast(keep, tf.float32)
             values = {"kept_fraction": tf.reduce_sum(weight) / batch}
             if sample_weight is not None:
@@ -211,14 +223,7 @@ class PrismModel(keras.Model):
             # Weight 0: the memory only scores samples; skip the [B, K] loss.
             if self.memory_weight:
                 values["memory_loss"] = tf.cond(
-                    memory_on,
-                    # The loss averages over kept anchors; PRISM divides by the batch.
-                    lambda: self.memory_loss(
-                        labels, z, sample_weight=weight,
-                        ref_embeddings=self.memory_bank.embeddings,
-                        ref_labels=self.memory_bank.labels,
-                        ref_weight=self.memory_bank.occupied())
-                    * tf.reduce_sum(weight) / batch,
+                    memory_on, lambda: self._memory_loss(labels, z, weight, batch),
                     lambda: tf.constant(0.0))
                 loss += self.memory_weight * values["memory_loss"]
             if self.losses:
@@ -253,6 +258,7 @@ class PrismModel(keras.Model):
         values["loss"] = loss
         if self.selector is not None:
             values["threshold"] = threshold
+            values["noise_estimate"] = noise_estimate
         for name, value in values.items():
             self._trackers[name].update_state(value)
         logs = {name: self._trackers[name].result() for name in values}
@@ -271,17 +277,36 @@ class PrismModel(keras.Model):
 
     def _select(self, z: tf.Tensor, labels: tf.Tensor, memory_on: tf.Tensor,
                 advance: tf.Tensor):
-        """Keep mask [B] and threshold; keeps all while the memory is off.
-        The selector's window moves only if `advance`."""
+        """Keep mask [B], threshold and the selector's noise estimate after
+        this batch; keeps all while the memory is off. The selector's windows
+        move only if `advance`."""
         keep_all = tf.ones_like(labels, tf.bool)
         if self.selector is None:
-            return keep_all, tf.constant(0.0)
+            return keep_all, tf.constant(0.0), tf.constant(0.0)
 
         def select():
-            p_clean = self.selector.clean_probability(z, labels, self.memory_bank)
-            return self.selector.select(p_clean, advance)
+            p_clean, label_rank = self.selector.scores(z, labels, self.memory_bank)
+            self.selector.observe(label_rank, self.memory_bank, advance)
+            keep, threshold = self.selector.select(p_clean, advance)
+            # Read here, after the update: under XLA a read after the tf.cond
+            # may see the window as it was before it.
+            return keep, threshold, self.selector.noise_estimate()
 
-        return tf.cond(memory_on, select, lambda: (keep_all, tf.constant(0.0)))
+        return tf.cond(memory_on, select,
+                       lambda: (keep_all, tf.constant(0.0), self.selector.noise_estimate()))
+
+    def _memory_loss(self, labels: tf.Tensor, z: tf.Tensor, weight: tf.Tensor,
+                     batch: tf.Tensor) -> tf.Tensor:
+        occupied = self.memory_bank.occupied()
+        loss = self.memory_loss(labels, z, sample_weight=weight,
+                                ref_embeddings=self.memory_bank.embeddings,
+                                ref_labels=self.memory_bank.labels, ref_weight=occupied)
+        # The loss averages over kept anchors; PRISM divides by the batch.
+        loss *= tf.reduce_sum(weight) / batch
+        if self.normalize_memory_loss:
+            rows = tf.reduce_sum(tf.cast(occupied, tf.float32))
+            loss *= batch / tf.maximum(rows, 1.0)
+        return loss
 
     def _enqueue(self, z: tf.Tensor, labels: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
         self.memory_bank.enqueue(z, labels, mask=mask)
@@ -303,6 +328,7 @@ class PrismModel(keras.Model):
             "memory_loss": compat.serialize(self.memory_loss),
             "memory_weight": self.memory_weight,
             "memory_start_step": self.memory_start_step,
+            "normalize_memory_loss": self.normalize_memory_loss,
         }
 
     @classmethod

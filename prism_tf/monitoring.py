@@ -10,6 +10,8 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins import projector
 
+from prism_tf.selector import AUTO
+
 PROJECTOR_TENSOR = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
 
 
@@ -70,7 +72,9 @@ class CleanProbabilityMonitor(keras.callbacks.Callback):
         if int(model.selector.window_count.numpy()):
             threshold = float(model.selector.window_mean())
         else:  # no threshold yet: what plain top-R would remove
-            threshold = np.quantile(p_clean, model.selector.noise_rate)
+            rate = model.selector.noise_rate
+            threshold = np.quantile(p_clean, float(model.selector.noise_estimate())
+                                    if rate == AUTO else rate)
         self.rejections += p_clean <= threshold
         order = np.argsort(-self.rejections, kind="stable")[:self.shown]
         step = int(model.optimizer.iterations.numpy())

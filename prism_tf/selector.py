@@ -1,6 +1,6 @@
 """PRISM's clean-sample selection: clean probability and smooth top-R."""
 
-from typing import Tuple
+from typing import Tuple, Union
 
 import keras
 import tensorflow as tf
@@ -9,6 +9,7 @@ from prism_tf import compat
 from prism_tf.memory_bank import MemoryBank, check_labels
 
 SCORINGS = ("centers", "full")
+AUTO = "auto"
 
 
 @compat.register_serializable(package="prism_tf")
@@ -30,13 +31,36 @@ class PrismSelector(keras.layers.Layer):
     window is cut to its newest value. The window is layer state, saved with
     the model.
 
+    The noise estimate (not in the paper; it drives `noise_rate="auto"` and
+    the guard). `label_rank` u in [0, 1] is the share of the other classes in
+    memory that the sample's centre logits rank above its own label: about 0
+    for a clean label the memory recognises, and uniform, as a p-value under
+    its null, for a label drawn at random among the wrong classes. So the
+    share of wrong labels is estimated as Storey's null proportion,
+    R = share(u > 1/2) / P(u > 1/2 | wrong label), where the denominator is
+    exact for C classes in memory if the true class ranks first (1/2 for
+    many classes, 5/9 for 10). Clean samples that the memory misranks push
+    the estimate up, so it is an upper bound, tight when the memory tells
+    the classes apart, and 1 when it cannot (every label then looks random).
+    Per-batch estimates are averaged over the last `window_size` batches.
+
+    The guard: while that estimate is above `max_noise_estimate`, the memory
+    cannot tell a labelled class from a random one (early training, a weak
+    encoder, or more wrong labels than PRISM handles), its ranking would
+    drop samples at random, and every sample is kept (no threshold enters
+    the window). `noise_rate="auto"` drops the estimated share, after a
+    warm-up of `window_size` scored batches during which every sample is
+    kept.
+
     Args:
-      noise_rate: expected share of wrong labels R, in [0, 1).
-      window_size: number of past thresholds averaged (tau).
+      noise_rate: expected share of wrong labels R, in [0, 1), or "auto".
+      window_size: number of past thresholds (and noise estimates) averaged (tau).
       temperature: divides the logits.
       scoring: "centers" (PRISM's accelerated form, one [B, C] matmul) or
         "full" (average similarity to every memory row of the class, one
         [B, K] matmul; the same numbers, for comparison).
+      max_noise_estimate: the guard's limit, in (0, 1]; 1 turns it off (the
+        authors' selector).
 
     Example:
 
@@ -48,11 +72,16 @@ class PrismSelector(keras.layers.Layer):
     [True, False]
     """
 
-    def __init__(self, noise_rate: float, window_size: int = 30,
-                 temperature: float = 1.0, scoring: str = "centers", **kwargs):
-        if not 0.0 <= noise_rate < 1.0:
-            raise ValueError(
-                f"PrismSelector: noise_rate must be in [0, 1); got {noise_rate!r}")
+    def __init__(self, noise_rate: Union[float, str], window_size: int = 30,
+                 temperature: float = 1.0, scoring: str = "centers",
+                 max_noise_estimate: float = 0.7, **kwargs):
+        if noise_rate != AUTO and not (isinstance(noise_rate, (int, float))
+                                       and 0.0 <= noise_rate < 1.0):
+            raise ValueError(f"PrismSelector: noise_rate must be in [0, 1) or "
+                             f"{AUTO!r}; got {noise_rate!r}")
+        if not 0.0 < max_noise_estimate <= 1.0:
+            raise ValueError(f"PrismSelector: max_noise_estimate must be in (0, 1]; "
+                             f"got {max_noise_estimate!r}")
         if not isinstance(window_size, int) or window_size < 1:
             raise ValueError(
                 f"PrismSelector: window_size must be a positive integer; "
@@ -66,10 +95,17 @@ class PrismSelector(keras.layers.Layer):
         kwargs.setdefault("dtype", "float32")
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
-        self.noise_rate = float(noise_rate)
+        self.noise_rate = noise_rate if noise_rate == AUTO else float(noise_rate)
         self.window_size = window_size
         self.temperature = float(temperature)
         self.scoring = scoring
+        self.max_noise_estimate = float(max_noise_estimate)
+        self._estimates = self.add_weight(
+            name="noise_estimates", shape=(window_size,), initializer="zeros",
+            trainable=False)
+        self._estimate_count = self.add_weight(
+            name="noise_estimate_count", shape=(), dtype="int32", initializer="zeros",
+            trainable=False)
         # Newest threshold last; only the last `window_count` entries count.
         self._window = self.add_weight(
             name="window", shape=(window_size,), initializer="zeros",
@@ -93,12 +129,22 @@ class PrismSelector(keras.layers.Layer):
     # and the selector needs the bank. Nothing here needs Layer.__call__.
     def __call__(self, embeddings, labels, bank: MemoryBank) -> Tuple[tf.Tensor, tf.Tensor]:
         """Returns (keep bool [B], p_clean float32 [B]) and advances the window."""
-        p_clean = self.clean_probability(embeddings, labels, bank)
+        p_clean, label_rank = self.scores(embeddings, labels, bank)
+        self.observe(label_rank, bank)
         keep, _ = self.select(p_clean)
         return keep, p_clean
 
     def clean_probability(self, embeddings, labels, bank: MemoryBank) -> tf.Tensor:
         """P(label is clean) for each sample [B], from the memory as it is now."""
+        return self.scores(embeddings, labels, bank)[0]
+
+    def scores(self, embeddings, labels, bank: MemoryBank) -> Tuple[tf.Tensor, tf.Tensor]:
+        """(p_clean [B], label_rank [B]) from the memory as it is now.
+
+        `label_rank` is the share of the other classes in memory whose
+        logit is above the label's (ties count half), or -1 where it says
+        nothing: the label's class is not in memory, or no other class is.
+        """
         labels = check_labels(labels, bank.num_classes, "PrismSelector")
         embeddings = tf.cast(tf.convert_to_tensor(embeddings), tf.float32)
         counts = tf.convert_to_tensor(bank.class_counts)
@@ -120,7 +166,49 @@ class PrismSelector(keras.layers.Layer):
             tf.where(present[None, :], logits, -float("inf")), axis=1)
         own_logit = tf.gather(logits, labels, batch_dims=1)
         p_clean = tf.exp(own_logit - log_normalizer)
-        return tf.where(tf.gather(present, labels), p_clean, 1.0)
+        own_present = tf.gather(present, labels)
+        others = tf.reduce_sum(tf.cast(present, tf.float32)) - 1.0
+        # The own class is masked out, not compared with itself: XLA may
+        # compute the two copies of its logit with different rounding.
+        compared = tf.cast(present, tf.float32)[None, :] * (
+            1.0 - tf.one_hot(labels, bank.num_classes))
+        above = tf.reduce_sum(compared * (tf.cast(logits > own_logit[:, None], tf.float32)
+                                          + 0.5 * tf.cast(logits == own_logit[:, None],
+                                                          tf.float32)), axis=1)
+        label_rank = tf.math.divide_no_nan(above, others)
+        ranked = own_present & (others > 0)
+        return (tf.where(own_present, p_clean, 1.0),
+                tf.where(ranked, label_rank, -1.0))
+
+    def noise_estimate(self) -> tf.Tensor:
+        """Mean of the windowed per-batch estimates of the wrong-label share
+        (1 while there is none: nothing is known yet)."""
+        in_use = tf.range(self.window_size) >= self.window_size - self._estimate_count
+        mean = tf.math.divide_no_nan(
+            tf.reduce_sum(tf.where(in_use, self._estimates, 0.0)),
+            tf.cast(self._estimate_count, tf.float32))
+        return tf.where(self._estimate_count > 0, mean, 1.0)
+
+    def observe(self, label_rank, bank: MemoryBank, advance=True) -> tf.Tensor:
+        """Adds one batch's estimate of the wrong-label share to the window
+        (if `advance` and the batch has ranked samples); returns it (-1 if none)."""
+        label_rank = tf.reshape(tf.cast(label_rank, tf.float32), [-1])
+        ranked = label_rank >= 0.0
+        count = tf.reduce_sum(tf.cast(ranked, tf.float32))
+        high = tf.reduce_sum(tf.cast(ranked & (label_rank > 0.5), tf.float32))
+        # P(u > 1/2 | wrong label) with m = C - 1 other classes, the true one
+        # ranking first: u = (1 + j) / m, j uniform in 0..m-1.
+        others = tf.cast(tf.math.count_nonzero(bank.class_counts > 0), tf.float32) - 1.0
+        wrong_tail = tf.math.divide_no_nan(others - tf.floor(others / 2.0), others)
+        estimate = tf.minimum(tf.math.divide_no_nan(high / tf.maximum(count, 1.0),
+                                                    wrong_tail), 1.0)
+        added = tf.logical_and(advance, count > 0)
+        self._estimates.assign(tf.where(
+            added, tf.concat([self._estimates[1:], [estimate]], 0), self._estimates))
+        self._estimate_count.assign(tf.where(
+            added, tf.minimum(self._estimate_count + 1, self.window_size),
+            self._estimate_count))
+        return tf.where(count > 0, estimate, -1.0)
 
     def select(self, p_clean, advance=True) -> Tuple[tf.Tensor, tf.Tensor]:
         """Smooth top-R on one batch; advances the window state if `advance`
@@ -133,10 +221,17 @@ class PrismSelector(keras.layers.Layer):
         """
         p_clean = tf.reshape(tf.cast(p_clean, tf.float32), [-1])
         batch = tf.size(p_clean)
-        num_removed = tf.cast(
-            tf.floor(self.noise_rate * tf.cast(batch, tf.float32)), tf.int32)
         if self.noise_rate == 0.0:
             return tf.ones_like(p_clean, tf.bool), tf.constant(0.0)
+        estimate, observed = self.noise_estimate(), self._estimate_count > 0
+        if self.noise_rate == AUTO:
+            rate = tf.where(self._estimate_count >= self.window_size, estimate, 0.0)
+        else:
+            rate = tf.constant(self.noise_rate)
+        guard_open = tf.logical_or(tf.logical_not(observed),
+                                   estimate <= self.max_noise_estimate)
+        rate = tf.where(guard_open, rate, 0.0)
+        num_removed = tf.cast(tf.floor(rate * tf.cast(batch, tf.float32)), tf.int32)
 
         # Plain top-R by rank, so ties (e.g. all P = 1) still drop exactly r.
         # NaN (a broken embedding) ranks lowest, so it goes first.
@@ -180,5 +275,6 @@ class PrismSelector(keras.layers.Layer):
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(noise_rate=self.noise_rate, window_size=self.window_size,
-                      temperature=self.temperature, scoring=self.scoring)
+                      temperature=self.temperature, scoring=self.scoring,
+                      max_noise_estimate=self.max_noise_estimate)
         return config

@@ -18,9 +18,10 @@ def _encoder(input_dim=12):
     return keras.Sequential([keras.Input((input_dim,)), keras.layers.Dense(DIM)])
 
 
-def _model(memory_size=64, noise_rate=0.5, **kwargs):
+def _model(memory_size=64, noise_rate=0.5, max_noise_estimate=0.7, **kwargs):
     return PrismModel(_encoder(), MemoryBank(memory_size, DIM, CLASSES),
-                      PrismSelector(noise_rate, window_size=4), **kwargs)
+                      PrismSelector(noise_rate, window_size=4,
+                                    max_noise_estimate=max_noise_estimate), **kwargs)
 
 
 def _noisy_clusters(n=2048, classes=10, dim=12, rate=0.5, seed=0):
@@ -52,9 +53,11 @@ def _bank_state(model):
                                         bank.class_sums, bank.class_counts)]
 
 
-def test_one_step_follows_prism_order_exactly():
+@pytest.mark.parametrize("normalize", [True, False])
+def test_one_step_follows_prism_order_exactly(normalize):
     rng = np.random.default_rng(0)
-    model = _model(memory_size=24)
+    # Random memory rows: the guard would keep every sample; this is the authors' step.
+    model = _model(memory_size=24, normalize_memory_loss=normalize, max_noise_estimate=1.0)
     model.compile(optimizer=keras.optimizers.SGD(0.0))  # weights stay, loss is checkable
     memory = rng.normal(size=(20, DIM)).astype("float32")
     memory /= np.linalg.norm(memory, axis=1, keepdims=True)
@@ -71,6 +74,8 @@ def test_one_step_follows_prism_order_exactly():
     valid = buffer.labels >= 0
     memory_loss = ref.memory_contrastive(
         labels[keep], z[keep], buffer.embeddings[valid], buffer.labels[valid]) * keep.sum() / 16
+    if normalize:   # as if the 20 memory rows were one batch of 16
+        memory_loss *= 16 / 20
 
     logs = model.train_on_batch(x, labels, return_dict=True)
     assert logs["kept_fraction"] == pytest.approx(keep.mean())
@@ -163,13 +168,14 @@ def test_any_callable_batch_loss_gets_the_kept_rows():
 def test_keras_file_round_trip_keeps_memory_window_and_optimizer(tmp_path):
     x, labels, _ = _noisy_clusters(n=256)
     data = _dataset(x, labels % CLASSES)
-    model = _model(memory_weight=0.5, memory_start_step=2)
+    model = _model(memory_weight=0.5, memory_start_step=2, normalize_memory_loss=False)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     model.fit(data, epochs=1, verbose=0)
     model.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras")
     assert isinstance(loaded, PrismModel)
     assert (loaded.memory_weight, loaded.memory_start_step) == (0.5, 2)
+    assert not loaded.normalize_memory_loss
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
     for a, b in zip(_bank_state(model), _bank_state(loaded)):
         np.testing.assert_array_equal(a, b)

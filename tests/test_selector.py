@@ -125,3 +125,97 @@ def test_config_round_trip():
     clone = PrismSelector.from_config(selector.get_config())
     assert (clone.noise_rate, clone.window_size, clone.temperature, clone.scoring) == (
         0.3, 7, 0.1, "full")
+
+
+def _labelled_cluster_batches(rng, classes, noise_rate, batches=12, batch=64, dim=16,
+                              spread=0.3):
+    """Batches around `classes` orthogonal centres, a share of labels replaced
+    by another class: [(z, labels, is_noisy)]."""
+    centres = np.eye(dim, dtype="float32")[:classes]
+    out = []
+    for _ in range(batches):
+        truth = rng.integers(0, classes, batch)
+        z = centres[truth] + spread * rng.normal(size=(batch, dim)).astype("float32")
+        z /= np.linalg.norm(z, axis=1, keepdims=True)
+        is_noisy = rng.random(batch) < noise_rate
+        labels = np.where(is_noisy, (truth + rng.integers(1, classes, batch)) % classes, truth)
+        out.append((z, labels.astype("int32"), is_noisy))
+    return out
+
+
+def test_label_rank_is_the_share_of_other_classes_in_memory_ranked_above():
+    rng = np.random.default_rng(3)
+    bank, buffer = MemoryBank(64, 5, 6), RingBuffer(64, 5, 6)
+    memory, memory_labels = _normalized(rng, 40, 5), rng.integers(0, 5, 40)  # class 5 absent
+    bank.enqueue(memory, memory_labels)
+    buffer.enqueue(memory, memory_labels)
+    z, labels = _normalized(rng, 30, 5), rng.integers(0, 6, 30)
+    _, rank = PrismSelector(0.5).scores(z, labels, bank)
+    present = np.array([(buffer.labels == k).any() for k in range(6)])
+    centres = np.stack([buffer.embeddings[buffer.labels == k].mean(0) if present[k]
+                        else np.zeros(5) for k in range(6)])
+    logits = z @ centres.T
+    for i, label in enumerate(labels):
+        if not present[label]:
+            assert float(rank[i]) == -1.0
+            continue
+        others = present & (np.arange(6) != label)
+        expected = (logits[i, others] > logits[i, label]).sum() / others.sum()
+        assert float(rank[i]) == pytest.approx(expected, abs=1e-6), i
+
+
+@pytest.mark.parametrize("classes,noise_rate", [(10, 0.0), (10, 0.2), (10, 0.5), (50, 0.0),
+                                                (50, 0.4)])
+def test_the_noise_estimate_finds_the_share_of_wrong_labels(classes, noise_rate):
+    rng = np.random.default_rng(4)
+    dim = 16 if classes <= 16 else 64
+    bank = MemoryBank(2048, dim, classes)
+    selector = PrismSelector("auto", window_size=10)
+    # The same noise norm (about 1.2) in either dimension.
+    for z, labels, _ in _labelled_cluster_batches(rng, classes, noise_rate, dim=dim,
+                                                  spread=1.2 / np.sqrt(dim)):
+        _, rank = selector.scores(z, labels, bank)
+        selector.observe(rank, bank)
+        bank.enqueue(z, labels)
+    # An upper bound (clean samples the memory misranks add to it), within 0.1.
+    assert noise_rate - 0.02 <= float(selector.noise_estimate()) <= noise_rate + 0.1
+
+
+def test_auto_keeps_all_during_warm_up_then_drops_the_estimated_share():
+    rng = np.random.default_rng(5)
+    bank = MemoryBank(2048, 16, 10)
+    selector = PrismSelector("auto", window_size=4)
+    kept, purity = [], []
+    for z, labels, is_noisy in _labelled_cluster_batches(rng, 10, 0.3, batches=10):
+        keep, _ = selector(z, labels, bank)
+        keep = keep.numpy()
+        kept.append(keep.mean())
+        purity.append(1 - is_noisy[keep].mean())
+        bank.enqueue(z, labels)
+    # An empty memory scores nothing; the 4th scored batch fills the window and selects.
+    assert kept[:4] == [1.0] * 4 and kept[4] < 1.0
+    assert 0.55 < np.mean(kept[4:]) < 0.8 and np.mean(purity[4:]) > 0.9
+
+
+def test_the_guard_keeps_every_sample_while_the_memory_ranks_labels_at_random():
+    rng = np.random.default_rng(6)
+    bank = MemoryBank(512, 16, 10)
+    guarded, unguarded = PrismSelector(0.5, 4), PrismSelector(0.5, 4, max_noise_estimate=1.0)
+    for _ in range(8):   # labels unrelated to the embeddings
+        z, labels = _normalized(rng, 64, 16), rng.integers(0, 10, 64).astype("int32")
+        keep_guarded, _ = guarded(z, labels, bank)
+        keep_unguarded, _ = unguarded(z, labels, bank)
+        bank.enqueue(z, labels)
+    assert float(guarded.noise_estimate()) > 0.85
+    assert keep_guarded.numpy().all() and int(guarded.window_count.numpy()) == 0
+    assert keep_unguarded.numpy().mean() <= 0.5
+
+
+def test_auto_and_the_guard_are_checked_and_saved():
+    with pytest.raises(ValueError, match="noise_rate must be in \\[0, 1\\) or 'auto'"):
+        PrismSelector("half")
+    with pytest.raises(ValueError, match="max_noise_estimate must be in \\(0, 1\\]"):
+        PrismSelector(0.5, max_noise_estimate=0.0)
+    config = PrismSelector("auto", max_noise_estimate=0.6).get_config()
+    assert (config["noise_rate"], config["max_noise_estimate"]) == ("auto", 0.6)
+    assert PrismSelector.from_config(config).noise_rate == "auto"

@@ -15,11 +15,13 @@ Methods (config overrides on top of --config):
 - semihard: TripletSemiHard on the batch, no memory loss, no selection.
 - semihard_prism: TripletSemiHard on the kept samples; the memory only scores,
   from step 0 (the config's `memory.start_step` is a warm-up for the
-  memory loss, so only xbm and mcl_prism keep it).
+  memory loss, so only the mcl methods keep it).
+- mcl_prism_auto, semihard_prism_auto: the same with `noise_rate="auto"`.
 - untrained: the encoder as initialised, not trained (a floor: on easy
   data such as Fashion-MNIST a random CNN already retrieves well).
 PRISM's `selector.noise_rate` is the injected rate, or --clean_noise_rate for
-clean labels; methods without selection set it to 0.
+clean labels ("auto" for the _auto methods); methods without selection set
+it to 0.
 """
 
 import dataclasses
@@ -34,13 +36,16 @@ from ml_collections import config_flags
 
 from pipelines import cli, experiment
 from pipelines.train import train
+from prism_tf.selector import AUTO
 
 FLAGS = flags.FLAGS
 METHODS = {
     "xbm": dict(loss="mcl", prism=False, memory_weight=1.0),
     "mcl_prism": dict(loss="mcl", prism=True, memory_weight=1.0),
+    "mcl_prism_auto": dict(loss="mcl", prism=AUTO, memory_weight=1.0),
     "semihard": dict(loss="triplet_semihard", prism=False, memory_weight=0.0),
     "semihard_prism": dict(loss="triplet_semihard", prism=True, memory_weight=0.0),
+    "semihard_prism_auto": dict(loss="triplet_semihard", prism=AUTO, memory_weight=0.0),
 }
 UNTRAINED = "untrained"
 NOISE_SETTINGS = ("none:0", "symmetric:0.2", "symmetric:0.5", "small_cluster:0.25",
@@ -73,7 +78,8 @@ class Run:
 def run_config(base: ml_collections.ConfigDict, run: Run,
                clean_noise_rate: float) -> ml_collections.ConfigDict:
     """`base` with the method's and the noise setting's overrides."""
-    config = ml_collections.ConfigDict(base.to_dict())
+    # Field references kept: selector.noise_rate takes a rate or "auto".
+    config = ml_collections.ConfigDict(base.to_dict(preserve_field_references=True))
     method = METHODS[run.method]
     config.loss.name = method["loss"]
     config.memory.weight = method["memory_weight"]
@@ -82,7 +88,8 @@ def run_config(base: ml_collections.ConfigDict, run: Run,
     config.data.injected_noise.kind = run.noise_kind
     config.data.injected_noise.rate = run.noise_rate
     assumed = run.noise_rate if run.noise_rate > 0 else clean_noise_rate
-    config.selector.noise_rate = assumed if method["prism"] else 0.0
+    config.selector.noise_rate = (AUTO if method["prism"] == AUTO
+                                  else assumed if method["prism"] else 0.0)
     config.data.seed = run.seed
     config.lock()
     return config
