@@ -24,6 +24,8 @@ def get_config(dataset: str = "synthetic") -> ml_collections.ConfigDict:
     config = DATASETS[dataset].get_config()
     config.train.learning_rate = 3e-4
     config.memory.start_step = config.train.steps // 2
+    # P@1 at every 100 steps (metrics.json), so also where the memory starts.
+    config.train.eval_every = 100
     if dataset == "fashion_mnist":
         # 50% small-cluster noise leaves 5 of the 10 classes: P x K = 4 x 16.
         config.data.samples_per_class = 16

@@ -264,11 +264,14 @@ def encoder_variables_of(path: str) -> list:
 
 
 def checkpoint_manager(model: PrismModel, workdir: Path) -> tf.train.CheckpointManager:
-    """Checkpoints of the model (encoder, memory bank, window), its optimizer
-    and the logs of the epoch that ended with it (JSON in `epoch_logs`)."""
+    """Checkpoints of the model (encoder, memory bank, window), its optimizer,
+    the logs of the epoch that ended with it (JSON in `epoch_logs`) and the
+    P@1 of every evaluation so far (`precision_at_1_history`)."""
     model.optimizer.build(model.trainable_variables)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
-                                     epoch_logs=tf.Variable("", dtype=tf.string))
+    checkpoint = tf.train.Checkpoint(
+        model=model, optimizer=model.optimizer,
+        epoch_logs=tf.Variable("", dtype=tf.string),
+        precision_at_1_history=tf.Variable("", dtype=tf.string))
     return tf.train.CheckpointManager(checkpoint, str(workdir / "checkpoints"), max_to_keep=3)
 
 

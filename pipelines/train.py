@@ -106,7 +106,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> 
         config.eval.recall_at)
     evaluation.set_model(model)   # also when no step is left to fit (resumed at the end)
     log_dir = str(workdir / "tensorboard")
-    callbacks = [evaluation, CheckpointAtEpochEnd(manager), StepTensorBoard(log_dir)]
+    # TensorBoard before the checkpoint: once a checkpoint exists, its epoch's
+    # scalars are on disk, so a run killed right after it loses none of them.
+    callbacks = [evaluation, StepTensorBoard(log_dir), CheckpointAtEpochEnd(manager)]
     shown_test = fixed_sample(test_split, 512, preprocessing, config.data.seed)
     callbacks.append(RetrievalExamples(shown_test[0], shown_test[1], log_dir))
     if config.selector.noise_rate:
@@ -127,9 +129,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> 
     # From the checkpoint, so a run resumed after its last checkpoint reports
     # the same training figures as one that was never interrupted.
     last_epoch = json.loads(manager.checkpoint.epoch_logs.numpy().decode() or "{}")
-    for name in ("kept_purity", "noise_recall", "kept_fraction"):
+    for name in ("kept_purity", "noise_recall", "kept_fraction", "noise_estimate"):
         if name in last_epoch:
             metrics[name] = last_epoch[name]
+    history = json.loads(manager.checkpoint.precision_at_1_history.numpy().decode() or "[]")
+    # Flat keys (metrics.json stays one level): P@1 at every evaluation.
+    metrics.update({f"precision_at_1_step_{step}": value for step, value in history})
     metrics["step"] = int(model.optimizer.iterations.numpy())
     experiment.write_atomically(workdir / "metrics.json",
                                 json.dumps(metrics, indent=2, allow_nan=False))

@@ -13,8 +13,11 @@ class CheckpointAtEpochEnd(keras.callbacks.Callback):
     """Saves a `tf.train.CheckpointManager` at every epoch end.
 
     The checkpoint holds whatever the manager tracks (for PrismModel: the
-    encoder, optimizer, memory bank and selector window), and the epoch's
-    logs if it tracks a string variable `epoch_logs`. TensorFlow writes
+    encoder, optimizer, memory bank and selector window), the epoch's logs
+    if it tracks a string variable `epoch_logs`, and [[step, P@1], ...] of
+    every evaluation so far if it tracks a string variable
+    `precision_at_1_history` (the logs need `val_precision_at_1`, which
+    `RetrievalEvaluation` adds when it runs first). TensorFlow writes
     the checkpoint files first and the index of checkpoints last, so a run
     killed mid-save resumes from the previous checkpoint.
     """
@@ -30,6 +33,12 @@ class CheckpointAtEpochEnd(keras.callbacks.Callback):
         if epoch_logs is not None:
             epoch_logs.assign(json.dumps({name: float(value)
                                           for name, value in (logs or {}).items()}))
+        history = getattr(self.manager.checkpoint, "precision_at_1_history", None)
+        if history is not None and "val_precision_at_1" in (logs or {}):
+            entries = json.loads(history.numpy().decode() or "[]")
+            entries.append([int(self.model.optimizer.iterations.numpy()),
+                            float(logs["val_precision_at_1"])])
+            history.assign(json.dumps(entries))
         self.manager.save(checkpoint_number=int(self.model.optimizer.iterations.numpy()))
 
 
@@ -64,8 +73,12 @@ class StepTensorBoard(keras.callbacks.TensorBoard):
     Keras plots `epoch_*` scalars against the epoch index while histograms
     and images (and any `tf.summary` written with the step) use the optimizer
     step; with both on steps, one x axis serves every plot, and a resumed run
-    continues it.
+    continues it. The epoch's scalars are flushed at once (the writers would
+    hold them up to two minutes), so a checkpoint saved after this callback
+    never has scalars that a kill could lose.
     """
 
     def on_epoch_end(self, epoch: int, logs: Optional[Dict] = None) -> None:
         super().on_epoch_end(int(self.model.optimizer.iterations.numpy()), logs)
+        for writer in (self._train_writer, self._val_writer):
+            writer.flush()

@@ -21,20 +21,35 @@ def test_method_and_noise_overrides():
     assert (config.data.injected_noise.kind, config.data.injected_noise.rate,
             config.selector.noise_rate, config.data.seed) == ("small_cluster", 0.25, 0.25, 2)
     assert run_config(_tiny(), Run("xbm", "none", 0.0, 0), 0.1).selector.noise_rate == 0.0
+    auto = run_config(_tiny(), Run("semihard_prism_auto", "symmetric", 0.5, 0), 0.1)
+    assert (auto.selector.noise_rate, auto.loss.name) == ("auto", "triplet_semihard")
     with pytest.raises(ValueError, match="expected kind:rate"):
         parse_noise("symmetric:half")
 
 
+def _column(markdown, name):
+    lines = markdown.splitlines()
+    index = [cell.strip() for cell in lines[0].split("|")].index(name)
+    return [line.split("|")[index].strip() for line in lines[2:]]
+
+
 def test_grid_runs_and_tabulates(tmp_path):
-    results = benchmark(_tiny(), str(tmp_path), ["xbm", "mcl_prism"],
+    base = _tiny()
+    base.train.eval_every, base.memory.start_step = 5, 5
+    results = benchmark(base, str(tmp_path), ["xbm", "mcl_prism"],
                         ["symmetric:0.5", "none:0"], [0, 1])
     assert len(results) == 8 and all("precision_at_1" in m for m in results.values())
     markdown = table(results)
     assert "| mcl_prism | symmetric 0.5 | 2 |" in markdown and "| xbm | symmetric 0.5 | 2 |" in markdown
-    assert [line.endswith("| n/a |") for line in markdown.splitlines()[2:]] == [
+    assert [cell == "n/a" for cell in _column(markdown, "noise recall")] == [
         False, True, False, True]
+    run = results[Run("xbm", "none", 0.0, 0)]
+    assert run["precision_at_1_at_memory_start"] == run["precision_at_1_step_5"]
+    assert all(cell != "-" for cell in _column(markdown, "P@1 at memory start"))
+    assert _column(markdown, "noise estimate")[0] == "-"     # xbm: no selector
+    assert _column(markdown, "noise estimate")[2] != "-"
     # Started again, finished runs report their metrics instead of training.
-    assert benchmark(_tiny(), str(tmp_path), ["xbm"], ["symmetric:0.5"], [0]) == {
+    assert benchmark(base, str(tmp_path), ["xbm"], ["symmetric:0.5"], [0]) == {
         Run("xbm", "symmetric", 0.5, 0): results[Run("xbm", "symmetric", 0.5, 0)]}
     with pytest.raises(ValueError, match="unknown method"):
         benchmark(_tiny(), str(tmp_path), ["arcface"], ["none:0"], [0])
@@ -62,7 +77,8 @@ def test_untrained_row_is_one_per_seed_and_deterministic(tmp_path):
     metrics = results[Run("untrained", "none", 0.0, 0)]
     assert 0.0 < metrics["precision_at_1"] <= 1.0 and "kept_purity" not in metrics
     assert benchmark(_tiny(), str(tmp_path), ["untrained"], ["none:0"], [0]) == results
-    assert "| untrained | none 0 | 1 |" in table(results) and table(results).endswith("| - | n/a |\n")
+    assert "| untrained | none 0 | 1 |" in table(results)
+    assert _column(table(results), "noise recall") == ["n/a"]
 
 
 def test_scale_cell_reports_time_and_memory():

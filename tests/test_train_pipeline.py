@@ -103,9 +103,13 @@ def test_a_run_writes_config_data_checkpoints_metrics_and_tensorboard(finished_r
                  "kept_purity", "noise_recall"):
         assert 0.0 <= saved[name] <= 1.0, name
     assert saved["step"] == 40
+    # P@1 of every evaluation, the last being the final one.
+    assert saved["precision_at_1_step_40"] == saved["precision_at_1"]
+    assert 0.0 <= saved["precision_at_1_step_20"] <= 1.0
+    assert 0.0 <= saved["noise_estimate"] <= 1.0
     assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith("ckpt-40")
     assert {"epoch_loss", "epoch_batch_loss", "epoch_kept_fraction", "epoch_kept_purity",
-            "epoch_noise_recall", "epoch_threshold", "epoch_memory_fill",
+            "epoch_noise_recall", "epoch_threshold", "epoch_noise_estimate", "epoch_memory_fill",
             "epoch_learning_rate"} <= _scalar_tags(workdir / "tensorboard" / "train")
     assert {"epoch_precision_at_1", "epoch_recall_at_8", "epoch_r_precision",
             "epoch_map_at_r"} <= _scalar_tags(workdir / "tensorboard" / "validation")

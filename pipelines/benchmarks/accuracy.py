@@ -117,20 +117,42 @@ def _mean_std(values: List[float]) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "-"
 
 
+MEMORY_START = "precision_at_1_at_memory_start"
+
+
 def table(results: Dict[Run, Dict[str, float]]) -> str:
-    """Markdown: one row per (method, noise), statistics over seeds."""
+    """Markdown: one row per (method, noise), statistics over seeds.
+
+    "P@1 at memory start" is the evaluation at the step the memory loss
+    started (mcl methods whose memory starts after step 0 and at an
+    evaluation step); "-" elsewhere.
+    """
     groups: Dict[Tuple[str, str, float], List[Dict[str, float]]] = {}
     for run, metrics in results.items():
         groups.setdefault((run.method, run.noise_kind, run.noise_rate), []).append(metrics)
-    lines = ["| method | noise | seeds | P@1 | MAP@R | kept purity | noise recall |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| method | noise | seeds | P@1 | P@1 at memory start | MAP@R | kept purity "
+             "| noise recall | kept fraction | noise estimate |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for (method, kind, rate), runs in groups.items():
         cells = [_mean_std([m[key] for m in runs if key in m])
-                 for key in ("precision_at_1", "map_at_r", "kept_purity")]
+                 for key in ("precision_at_1", MEMORY_START, "map_at_r", "kept_purity")]
         # With clean labels there is no noise to recall.
         cells.append(_mean_std([m["noise_recall"] for m in runs]) if rate > 0 else "n/a")
+        cells += [_mean_std([m[key] for m in runs if key in m])
+                  for key in ("kept_fraction", "noise_estimate")]
         lines.append(f"| {method} | {kind} {rate:g} | {len(runs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def with_memory_start(metrics: Dict[str, float],
+                      config: ml_collections.ConfigDict) -> Dict[str, float]:
+    """`metrics` plus the P@1 at the step the memory loss started, where
+    that step is after 0 and was evaluated."""
+    start = config.memory.start_step
+    key = f"precision_at_1_step_{start}"
+    if config.memory.weight and start and key in metrics:
+        return {**metrics, MEMORY_START: metrics[key]}
+    return metrics
 
 
 def benchmark(base: ml_collections.ConfigDict, root: str, methods: Sequence[str],
@@ -156,8 +178,9 @@ def benchmark(base: ml_collections.ConfigDict, root: str, methods: Sequence[str]
             for seed in seeds:
                 run = Run(method, kind, rate, int(seed))
                 logging.info("Run %s", run.name)
-                results[run] = train(run_config(base, run, clean_noise_rate),
-                                     str(Path(root) / run.name), verbose=0)
+                config = run_config(base, run, clean_noise_rate)
+                results[run] = with_memory_start(
+                    train(config, str(Path(root) / run.name), verbose=0), config)
     return results
 
 
