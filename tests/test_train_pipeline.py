@@ -321,6 +321,20 @@ def test_fine_tuning_from_another_architecture_or_a_non_run_is_one_error(finishe
     assert not (tmp_path / "w").exists()
 
 
+def test_noise_rate_auto_from_the_command_line(tmp_path):
+    result = _run(_train_command(tmp_path / "w", "--config.selector.noise_rate=auto",
+                                 "--config.train.steps=20"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "w" / "config.json").read_text())["selector"][
+        "noise_rate"] == "auto"
+    metrics = json.loads((tmp_path / "w" / "metrics.json").read_text())
+    assert 0.0 <= metrics["noise_estimate"] <= 1.0
+    result = _run(_train_command(tmp_path / "x", "--config.selector.noise_rate=most"))
+    assert result.returncode != 0
+    assert "config.selector.noise_rate = 'most': expected a rate in [0, 1)" in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
 def test_a_finished_run_started_again_reports_its_metrics(finished_run):
     workdir, metrics = finished_run
     assert train(_small_config(), str(workdir), verbose=0) == pytest.approx(metrics)
