@@ -12,7 +12,8 @@ def base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.data = dict(
         source="synthetic",    # synthetic | fashion_mnist | tfds | csv | folder
-        name="",               # TFDS builder name (source=tfds)
+        name="",               # TFDS builder name (source=tfds); synthetic: "" or
+                               # "pretraining" (configs/synthetic_pretraining.py)
         data_dir="",           # source folder; "" = the source's default
         train_list="",         # source=csv: 'path,label' lists; relative names and the
                                # paths inside them are under data_dir

@@ -19,6 +19,15 @@ def test_synthetic_is_deterministic_and_split_by_class():
     assert not np.isin(test.pixels[:5].reshape(5, -1).sum(1), a.pixels.reshape(len(a), -1).sum(1)).all()
 
 
+def _nearest_class_mean_accuracy(images, labels, classes):
+    """Every 10th image against the raw-pixel means of its class's others."""
+    x = images.reshape(len(images), -1).astype(np.float32) / 255
+    train, held_out = np.arange(len(x)) % 10 != 0, np.arange(len(x)) % 10 == 0
+    means = np.stack([x[train & (labels == c)].mean(0) for c in range(classes)])
+    distances = ((x[held_out, None, :] - means[None]) ** 2).sum(-1)
+    return (distances.argmin(1) == labels[held_out]).mean()
+
+
 def test_synthetic_classes_differ_and_members_vary():
     images, labels = make_synthetic_images(num_classes=100, images_per_class=10, seed=0)
     x = images.reshape(len(images), -1).astype(np.float32) / 255
@@ -27,10 +36,34 @@ def test_synthetic_classes_differ_and_members_vary():
     # Classes are learnable: nearest class mean (from other images of the
     # class) on raw pixels is far above the 1% chance level, though pose
     # and position vary.
-    train, held_out = np.arange(len(x)) % 10 != 0, np.arange(len(x)) % 10 == 0
-    means = np.stack([x[train & (labels == c)].mean(0) for c in range(100)])
-    distances = ((x[held_out, None, :] - means[None]) ** 2).sum(-1)
-    assert (distances.argmin(1) == labels[held_out]).mean() > 0.1
+    assert _nearest_class_mean_accuracy(images, labels, 100) > 0.1
+
+
+def test_the_pretraining_family_fixes_shape_and_texture_not_colour():
+    from prism_tf.data.synthetic import family_size
+    # Colour, which raw pixels show best, tells objects classes apart, not
+    # pretraining classes (each image draws its own hues): 2.5% is chance.
+    objects = make_synthetic_images(40, 20, 16, 0)
+    pretraining = make_synthetic_images(40, 20, 16, 0, "pretraining")
+    assert _nearest_class_mean_accuracy(*objects, 40) > 0.2
+    assert _nearest_class_mean_accuracy(*pretraining, 40) < 0.1
+    assert family_size("pretraining") == 200
+    with pytest.raises(ValueError, match=r"num_classes must be in \[1, 200\]"):
+        make_synthetic_images(201, 2, 16, 0, "pretraining")
+    with pytest.raises(ValueError, match="family must be one of"):
+        make_synthetic_images(10, 2, 16, 0, "cars")
+
+
+def test_the_synthetic_pretraining_source_is_evaluated_where_fine_tuning_ends():
+    from prism_tf.data import load_source
+    train, test = load_source("synthetic", name="pretraining", seed=1, image_size=16)
+    objects_train, objects_test = load_source("synthetic", seed=1, image_size=16)
+    assert (train.name, train.num_classes, len(train)) == ("synthetic-pretraining/all", 200,
+                                                           8000)
+    np.testing.assert_array_equal(test.pixels, objects_test.pixels)
+    assert objects_train.num_classes == 100
+    with pytest.raises(DataError, match="name must be '' \\(objects\\) or 'pretraining'"):
+        load_source("synthetic", name="cars")
 
 
 def test_split_classes_gives_disjoint_halves():

@@ -221,7 +221,7 @@ def test_unknown_config_key_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["default", "fashion_mnist", "cars196", "cub200", "sop", "cars98n",
-                                  "noise_benchmark"])
+                                  "noise_benchmark", "synthetic_pretraining"])
 def test_every_config_has_the_shared_keys_and_passes_its_checks(name):
     module = __import__(f"configs.{name}", fromlist=["get_config"])
     config = module.get_config()
@@ -319,6 +319,21 @@ def test_fine_tuning_from_another_architecture_or_a_non_run_is_one_error(finishe
     with pytest.raises(experiment.ConfigError, match="start from one or the other"):
         train(config, str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
+
+
+def test_the_pretrained_benchmark_config_fine_tunes_from_a_pretraining_run(finished_run):
+    from configs import noise_benchmark
+    config = noise_benchmark.get_config("pretrained")
+    with pytest.raises(experiment.ConfigError, match="config.model.init_from = "
+                                                     "'runs/synthetic-pretraining': expected"):
+        experiment.check_config(config)
+    config.model.init_from = str(finished_run[0])   # the same small CNN
+    experiment.check_config(config)
+    assert (config.memory.start_step, config.selector.window_size) == (0, 30)
+    model = experiment.build_model(config, num_classes=100, channels=3)
+    trained = experiment.restore_run(str(finished_run[0]))[2]
+    np.testing.assert_array_equal(model.encoder.variables[0].numpy(),
+                                  trained.encoder.variables[0].numpy())
 
 
 def test_noise_rate_auto_from_the_command_line(tmp_path):

@@ -17,6 +17,7 @@ from typing import Callable, Dict, Tuple
 
 from prism_tf.data.sources import (DataError, ImageSplit, csv_list, fashion_mnist,
                                    image_folder, split_classes, synthetic, tfds_dataset)
+from prism_tf.data.synthetic import family_size
 
 Splits = Tuple[ImageSplit, ImageSplit]
 # The options a source may read, with their "not set" values.
@@ -33,8 +34,18 @@ def list_path(name: str, data_dir: str) -> str:
     return str(Path(data_dir or ".") / name)
 
 
-def _synthetic(seed: int, image_size: int) -> Splits:
-    return tuple(synthetic(part, seed=seed, image_size=image_size) for part in ("train", "test"))
+def _synthetic(name: str, seed: int, image_size: int) -> Splits:
+    """name "": the objects family, split by class; "pretraining": all 200
+    classes of that family, evaluated on the objects test classes (where
+    the runs that fine-tune from it are evaluated)."""
+    if name not in ("", "pretraining"):
+        raise DataError(f"source 'synthetic': name must be '' (objects) or 'pretraining'; "
+                        f"got {name!r}")
+    test = synthetic("test", seed=seed, image_size=image_size)
+    if name == "pretraining":
+        return (synthetic("all", num_classes=family_size("pretraining"), seed=seed,
+                          image_size=image_size, family="pretraining"), test)
+    return synthetic("train", seed=seed, image_size=image_size), test
 
 
 def _fashion_mnist(data_dir: str) -> Splits:
@@ -60,7 +71,7 @@ def _folder(data_dir: str, test_dir: str) -> Splits:
 
 # name -> (loader, the OPTIONS it reads); seed and image_size go to synthetic only.
 SOURCES: Dict[str, Tuple[Callable[..., Splits], Tuple[str, ...]]] = {
-    "synthetic": (_synthetic, ()),
+    "synthetic": (_synthetic, ("name",)),
     "fashion_mnist": (_fashion_mnist, ("data_dir",)),
     "tfds": (_tfds, ("name", "data_dir")),
     "csv": (_csv, ("data_dir", "train_list", "test_list", "clean_list")),

@@ -113,10 +113,16 @@ def _from_labels(name: str, labels: Sequence[int], is_noisy: Optional[np.ndarray
 
 
 def synthetic(part: str, num_classes: int = 200, images_per_class: int = 40,
-              image_size: int = 32, seed: int = 0) -> ImageSplit:
-    """The built-in synthetic set, split by class (`part`: train or test)."""
-    images, labels = make_synthetic_images(num_classes, images_per_class, image_size, seed)
-    return split_classes(_from_labels("synthetic", labels, pixels=images), part)
+              image_size: int = 32, seed: int = 0, family: str = "objects") -> ImageSplit:
+    """The built-in synthetic set of a family (`prism_tf.data.synthetic`),
+    split by class (`part`: train or test) or whole (`part`: all)."""
+    images, labels = make_synthetic_images(num_classes, images_per_class, image_size, seed,
+                                           family)
+    name = "synthetic" if family == "objects" else f"synthetic-{family}"
+    whole = _from_labels(name, labels, pixels=images)
+    if part == "all":
+        return dataclasses.replace(whole, name=f"{name}/all")
+    return split_classes(whole, part)
 
 
 def _read_idx(path: Path, expected_dims: int) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Built-in synthetic image classes, drawn in memory from a seed.
 
-Every class is a distinct (shape, texture, colour pair) combination; every
+Every class (of the default "objects" family) is a distinct (shape,
+texture, colour pair) combination; every
 image of it shows that object at its own rotation, scale, position and
 lighting, over its own background, with pixel noise. So classes differ by
 what a retrieval model should learn and members differ by what it should
@@ -40,51 +41,90 @@ _SHAPE_TESTS = {
     "diamond": lambda x, y: np.abs(x) + np.abs(y) < 1.1,
     "bar": lambda x, y: (np.abs(x) < 1.1) & (np.abs(y) < 0.35),
 }
-_FREQUENCY = 4.0
-_TEXTURE_TESTS = {
-    "plain": lambda x, y: np.zeros(x.shape, bool),
-    "stripes": lambda x, y: np.sin(_FREQUENCY * np.pi * x) > 0,
-    "checker": lambda x, y: np.sin(_FREQUENCY * np.pi * x) * np.sin(_FREQUENCY * np.pi * y) > 0,
-    "dots": lambda x, y: np.hypot((x * _FREQUENCY) % 2.0 - 1.0,
-                                  (y * _FREQUENCY) % 2.0 - 1.0) < 0.5,
-    "waves": lambda x, y: np.sin(_FREQUENCY * np.pi * (y + 0.25 * np.sin(_FREQUENCY * x))) > 0,
+_TEXTURE_TESTS = {   # f: the texture's frequency
+    "plain": lambda x, y, f: np.zeros(x.shape, bool),
+    "stripes": lambda x, y, f: np.sin(f * np.pi * x) > 0,
+    "checker": lambda x, y, f: np.sin(f * np.pi * x) * np.sin(f * np.pi * y) > 0,
+    "dots": lambda x, y, f: np.hypot((x * f) % 2.0 - 1.0, (y * f) % 2.0 - 1.0) < 0.5,
+    "waves": lambda x, y, f: np.sin(f * np.pi * (y + 0.25 * np.sin(f * x))) > 0,
 }
+_FREQUENCY = 4.0   # of every "objects" texture
+# "pretraining" textures: band b spans [2.5 + 0.5 b, 2.75 + 0.5 b); 4.0 is in band 3.
+_FREQUENCY_BANDS = 5
+FAMILIES = ("objects", "pretraining")
 
 
-def _per_image(kind: np.ndarray, names, tests, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Evaluates, for each image, the test its `kind` id names."""
+def _per_image(kind: np.ndarray, names, tests, x: np.ndarray, y: np.ndarray,
+               *per_image: np.ndarray) -> np.ndarray:
+    """Evaluates, for each image, the test its `kind` id names (with the
+    image's `per_image` values, e.g. its texture frequency)."""
     result = np.zeros(x.shape, bool)
     for index, name in enumerate(names):
         rows = kind == index
         if rows.any():
-            result[rows] = tests[name](x[rows], y[rows])
+            result[rows] = tests[name](x[rows], y[rows], *(v[rows] for v in per_image))
     return result
+
+
+def _class_designs(family: str) -> list:
+    """Every class of a family, as the tuple of the factors it fixes."""
+    if family == "objects":        # (shape, texture, hue a, hue b)
+        return [(s, t, a, b) for s, t, a, b in itertools.product(
+            range(len(SHAPES)), range(len(TEXTURES)), range(len(HUES)), range(len(HUES)))
+            if a != b]
+    # pretraining: (shape, texture, frequency band); the hues vary per image
+    return list(itertools.product(range(len(SHAPES)), range(len(TEXTURES)),
+                                  range(_FREQUENCY_BANDS)))
+
+
+def family_size(family: str) -> int:
+    """How many distinct classes a family has.
+
+    >>> [family_size(family) for family in FAMILIES]
+    [2880, 200]
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"synthetic data: family must be one of {FAMILIES}; got {family!r}")
+    return len(_class_designs(family))
 
 
 @functools.lru_cache(maxsize=4)
 def make_synthetic_images(num_classes: int = 200, images_per_class: int = 40,
-                          image_size: int = 32, seed: int = 0):
+                          image_size: int = 32, seed: int = 0, family: str = "objects"):
     """Draws the images of `num_classes` distinct synthetic classes.
+
+    Families (what a class fixes; the rest varies per image):
+    - "objects": shape, texture and two hues (2,880 classes).
+    - "pretraining": shape, texture and a band of texture frequencies; each
+      image has its own two hues (200 classes). An encoder trained on it
+      learns shapes and textures and to ignore colour, so on "objects"
+      classes, which colour tells apart, it starts well and gains a lot
+      from fine-tuning: ImageNet features on cars, in miniature.
 
     Returns (read-only arrays, cached: the train and test halves share one draw):
       images: uint8 [num_classes * images_per_class, size, size, 3].
       labels: int32 [N], class of each image, grouped by class.
     """
-    combinations = len(SHAPES) * len(TEXTURES) * len(HUES) * (len(HUES) - 1)
+    combinations = family_size(family)
     if not 1 <= num_classes <= combinations:
-        raise ValueError(
-            f"synthetic data: num_classes must be in [1, {combinations}]; got {num_classes}")
+        raise ValueError(f"synthetic data: num_classes must be in [1, {combinations}] for "
+                         f"family {family!r}; got {num_classes}")
     if images_per_class < 1 or image_size < 8:
         raise ValueError("synthetic data: images_per_class >= 1 and image_size >= 8 needed")
     rng = np.random.default_rng(seed)
-    designs = [(s, t, h1, h2) for s, t, h1, h2 in itertools.product(
-        range(len(SHAPES)), range(len(TEXTURES)), range(len(HUES)), range(len(HUES)))
-        if h1 != h2]
+    designs = _class_designs(family)
     chosen = rng.choice(len(designs), size=num_classes, replace=False)
-    design = np.array([designs[i] for i in chosen])              # [C, 4]
+    design = np.array([designs[i] for i in chosen])
     labels = np.repeat(np.arange(num_classes), images_per_class)
     n = labels.size
-    shape, texture, hue_a, hue_b = design[labels].T
+    if family == "objects":
+        shape, texture, hue_a, hue_b = design[labels].T
+        frequency = np.full(n, _FREQUENCY)
+    else:
+        shape, texture, band = design[labels].T
+        frequency = 2.5 + 0.5 * band + rng.uniform(0.0, 0.25, n)
+        hue_a = rng.integers(0, len(HUES), n)
+        hue_b = (hue_a + rng.integers(1, len(HUES), n)) % len(HUES)
 
     # Pose of each image: the object's own frame from pixel coordinates.
     grid = np.linspace(-1.0, 1.0, image_size)
@@ -97,7 +137,7 @@ def make_synthetic_images(num_classes: int = 200, images_per_class: int = 40,
     y = (-np.sin(theta) * dx + np.cos(theta) * dy) / scale
 
     inside = _per_image(shape, SHAPES, _SHAPE_TESTS, x, y)
-    second = _per_image(texture, TEXTURES, _TEXTURE_TESTS, x, y)
+    second = _per_image(texture, TEXTURES, _TEXTURE_TESTS, x, y, frequency[:, None, None])
     brightness = rng.uniform(0.7, 1.0, n)
     colour_a = _hsv_to_rgb(HUES[hue_a] + rng.normal(0, 0.02, n), np.full(n, 0.85), brightness)
     colour_b = _hsv_to_rgb(HUES[hue_b] + rng.normal(0, 0.02, n), np.full(n, 0.85), brightness)
