@@ -171,6 +171,17 @@ def noise_message(train: ImageSplit, config: ml_collections.ConfigDict) -> str:
             "set data.injected_noise.kind=none to train on the labels as given).")
 
 
+def start_message(config: ml_collections.ConfigDict) -> str:
+    """One line saying where the encoder's weights start from."""
+    model = config.model
+    if model.init_from:
+        return (f"Encoder {model.encoder}: starts from the encoder of {model.init_from} "
+                "(model.init_from; fine-tuning).")
+    if model.weights:
+        return f"Encoder {model.encoder}: starts from the weights {model.weights!r} (model.weights)."
+    return f"Encoder {model.encoder}: random initialisation (data.seed {config.data.seed})."
+
+
 def data_report(train: ImageSplit, test: ImageSplit,
                 preprocessing: Preprocessing) -> Dict[str, object]:
     """What `DIR/data.json` records about the data of a run (`preprocessing`

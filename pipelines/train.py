@@ -84,6 +84,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> 
     print("Config:", experiment.config_to_json(config))
     print(experiment.data_message(train_split, test_split, config))
     print(experiment.noise_message(train_split, config))
+    print(experiment.start_message(config))
     manager = experiment.checkpoint_manager(model, workdir)
     removed = experiment.remove_stale_checkpoints(manager)
     if removed:

@@ -329,6 +329,9 @@ def test_the_pretrained_benchmark_config_fine_tunes_from_a_pretraining_run(finis
         experiment.check_config(config)
     config.model.init_from = str(finished_run[0])   # the same small CNN
     experiment.check_config(config)
+    assert experiment.start_message(config) == (
+        f"Encoder small_cnn: starts from the encoder of {finished_run[0]} "
+        "(model.init_from; fine-tuning).")
     assert (config.memory.start_step, config.selector.window_size) == (0, 30)
     model = experiment.build_model(config, num_classes=100, channels=3)
     trained = experiment.restore_run(str(finished_run[0]))[2]
