@@ -239,7 +239,10 @@ class PrismSelector(keras.layers.Layer):
             tf.where(tf.math.is_nan(p_clean), -float("inf"), p_clean), stable=True)
         rank_kept = tf.cast(tf.range(batch) >= num_removed, tf.int32)
         top_r_keep = tf.scatter_nd(order[:, None], rank_kept, [batch]) > 0
-        q = tf.gather(p_clean, order)[tf.maximum(num_removed - 1, 0)]
+        # A gather, not a slice: XLA needs a slice's bounds at compile time,
+        # and r depends on the noise estimate (a variable), so a slice would
+        # recompile the step for every new r.
+        q = tf.gather(tf.gather(p_clean, order), tf.maximum(num_removed - 1, 0))
 
         active = num_removed > 0
         appended = tf.logical_and(
