@@ -48,9 +48,9 @@ class PrismSelector(keras.layers.Layer):
     cannot tell a labelled class from a random one (early training, a weak
     encoder, or more wrong labels than PRISM handles), its ranking would
     drop samples at random, and every sample is kept (no threshold enters
-    the window). `noise_rate="auto"` drops the estimated share, after a
-    warm-up of `window_size` scored batches during which every sample is
-    kept.
+    the window). `noise_rate="auto"` drops the estimated share once
+    `window_size` batches have been scored (the batch that completes the
+    window is the first to select); before that every sample is kept.
 
     Args:
       noise_rate: expected share of wrong labels R, in [0, 1), or "auto".
