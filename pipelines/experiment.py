@@ -16,9 +16,9 @@ from prism_tf.data import ImageSplit
 from prism_tf.data.noise import NOISE_KINDS
 from prism_tf.data.pipeline import Preprocessing, drop_undecodable, eval_dataset
 from prism_tf.data.registry import OPTIONS as SOURCE_OPTIONS, SOURCES, load_source
-from prism_tf.encoders import (IMAGENET, build_encoder, copy_encoder_weights,
-                               exported_encoder_variables)
+from prism_tf.encoders import IMAGENET, build_encoder, copy_encoder_weights
 from prism_tf.evaluation import embed_dataset, retrieval_metrics
+from prism_tf.export import exported_encoder_variables
 
 CONFIG_FILE = "config.json"
 

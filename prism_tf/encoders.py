@@ -100,22 +100,3 @@ def copy_encoder_weights(source: Sequence[tf.Variable], encoder: keras.Model,
     for value, target in zip(source, targets):
         target.assign(tf.convert_to_tensor(value))
 
-
-def exported_encoder_variables(export_dir: str) -> list:
-    """The encoder variables of a SavedModel that `prism_tf.export` wrote
-    (a version folder, or the export folder: its newest version), in the
-    exported encoder's `variables` order."""
-    path = Path(export_dir)
-    if not (path / "saved_model.pb").is_file():
-        versions = sorted((int(p.name), p) for p in path.glob("*")
-                          if p.name.isdigit() and (p / "saved_model.pb").is_file())
-        if not versions:
-            raise FileNotFoundError(f"{export_dir}: no SavedModel (saved_model.pb) in it "
-                                    "or in a numbered version folder")
-        path = versions[-1][1]
-    loaded = tf.saved_model.load(str(path))
-    variables = getattr(loaded, "encoder_variables", None)
-    if variables is None:
-        raise ValueError(f"{path}: not an export of prism_tf.export (no encoder_variables)")
-    return list(variables)
-

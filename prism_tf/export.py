@@ -164,10 +164,32 @@ def write_warmup_file(path: Path, requests: Dict[str, Dict[str, np.ndarray]]) ->
             writer.write(log.SerializeToString())
 
 
+def _versions(export_dir: Path) -> Dict[int, Path]:
+    """The integer version folders of an export folder, by version."""
+    return {int(p.name): p for p in Path(export_dir).glob("*") if p.name.isdigit()}
+
+
 def next_version(export_dir: Path) -> int:
     """One more than the highest integer version folder (1 if none)."""
-    versions = [int(p.name) for p in export_dir.glob("*") if p.name.isdigit()]
-    return max(versions, default=0) + 1
+    return max(_versions(export_dir), default=0) + 1
+
+
+def exported_encoder_variables(export_dir: str) -> list:
+    """The encoder variables of an export this module wrote (a version
+    folder, or the export folder: its newest complete version), in the
+    exported encoder's `variables` order: what fine-tuning starts from."""
+    path = Path(export_dir)
+    if not (path / "saved_model.pb").is_file():
+        complete = [version for version, folder in _versions(path).items()
+                    if (folder / "saved_model.pb").is_file()]
+        if not complete:
+            raise FileNotFoundError(f"{export_dir}: no SavedModel (saved_model.pb) in it "
+                                    "or in a numbered version folder")
+        path = path / str(max(complete))
+    variables = getattr(tf.saved_model.load(str(path)), "encoder_variables", None)
+    if variables is None:
+        raise ValueError(f"{path}: not an export of prism_tf.export (no encoder_variables)")
+    return list(variables)
 
 
 def export_saved_model(encoder: keras.Model, export_dir: str, preprocessing: Preprocessing,

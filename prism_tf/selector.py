@@ -183,11 +183,8 @@ class PrismSelector(keras.layers.Layer):
     def noise_estimate(self) -> tf.Tensor:
         """Mean of the windowed per-batch estimates of the wrong-label share
         (1 while there is none: nothing is known yet)."""
-        in_use = tf.range(self.window_size) >= self.window_size - self._estimate_count
-        mean = tf.math.divide_no_nan(
-            tf.reduce_sum(tf.where(in_use, self._estimates, 0.0)),
-            tf.cast(self._estimate_count, tf.float32))
-        return tf.where(self._estimate_count > 0, mean, 1.0)
+        return tf.where(self._estimate_count > 0,
+                        self._mean_of_newest(self._estimates, self._estimate_count), 1.0)
 
     def observe(self, label_rank, bank: MemoryBank, advance=True) -> tf.Tensor:
         """Adds one batch's estimate of the wrong-label share to the window
@@ -202,12 +199,11 @@ class PrismSelector(keras.layers.Layer):
         wrong_tail = tf.math.divide_no_nan(others - tf.floor(others / 2.0), others)
         estimate = tf.minimum(tf.math.divide_no_nan(high / tf.maximum(count, 1.0),
                                                     wrong_tail), 1.0)
-        added = tf.logical_and(advance, count > 0)
-        self._estimates.assign(tf.where(
-            added, tf.concat([self._estimates[1:], [estimate]], 0), self._estimates))
-        self._estimate_count.assign(tf.where(
-            added, tf.minimum(self._estimate_count + 1, self.window_size),
-            self._estimate_count))
+        estimates, estimate_count = self._pushed(
+            self._estimates, self._estimate_count, estimate,
+            tf.logical_and(advance, count > 0))
+        self._estimates.assign(estimates)
+        self._estimate_count.assign(estimate_count)
         return tf.where(count > 0, estimate, -1.0)
 
     def select(self, p_clean, advance=True) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -247,10 +243,7 @@ class PrismSelector(keras.layers.Layer):
         active = num_removed > 0
         appended = tf.logical_and(
             active, tf.logical_and(tf.math.is_finite(q), q < 1.0))
-        window = tf.where(appended, tf.concat([self.window[1:], [q]], 0), self.window)
-        count = tf.where(
-            appended, tf.minimum(self.window_count + 1, self.window_size),
-            self.window_count)
+        window, count = self._pushed(self.window, self.window_count, q, appended)
         mean = self._mean_of_newest(window, count)
         above = p_clean > mean
         use_window = tf.logical_and(count > 0, tf.reduce_any(above))
@@ -268,6 +261,12 @@ class PrismSelector(keras.layers.Layer):
     def window_mean(self) -> tf.Tensor:
         """Mean of the thresholds now in the window (0 when it is empty)."""
         return self._mean_of_newest(self.window, self.window_count)
+
+    def _pushed(self, window: tf.Tensor, count: tf.Tensor, value: tf.Tensor,
+                add: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+        """(window, count) with `value` as the newest entry where `add`, else as they are."""
+        return (tf.where(add, tf.concat([window[1:], [value]], 0), window),
+                tf.where(add, tf.minimum(count + 1, self.window_size), count))
 
     def _mean_of_newest(self, window: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
         """Mean of the newest `count` entries of `window` (0 when count is 0)."""
