@@ -44,6 +44,24 @@ def check_embeddings(embeddings: tf.Tensor, dim: int, where: str) -> tf.Tensor:
         return tf.identity(embeddings)
 
 
+def _scatter_nd(variable: tf.Variable, indices: tf.Tensor, updates: tf.Tensor,
+                add: bool) -> None:
+    """Adds `updates` at `indices` of `variable`, or writes them there.
+
+    A variable mirrored across replicas (`tf.distribute`) has no scatter
+    ops; there the whole new value is assigned, which each replica does to
+    its own copy. Every replica makes the same update from the same global
+    batch (`PrismModel.train_step`), so the copies stay identical.
+    """
+    if isinstance(variable, tf.distribute.DistributedValues):
+        scatter = tf.tensor_scatter_nd_add if add else tf.tensor_scatter_nd_update
+        variable.assign(scatter(variable, indices, updates))
+    elif add:
+        variable.scatter_nd_add(indices, updates)
+    else:
+        variable.scatter_nd_update(indices, updates)
+
+
 @compat.register_serializable(package="prism_tf")
 class MemoryBank(keras.layers.Layer):
     """Ring buffer of `size` (embedding, label) rows with per-class sums.
@@ -197,14 +215,14 @@ class MemoryBank(keras.layers.Layer):
         stat_sign = tf.concat(
             [tf.cast(replaced, tf.float32), -tf.cast(evicted, tf.float32)], 0)
         stat_index = tf.where(stat_on, stat_labels, 0)[:, None]
-        self.class_sums.scatter_nd_add(
-            stat_index, tf.concat([new_rows, old_rows], 0) * stat_sign[:, None])
-        self.class_counts.scatter_nd_add(stat_index, tf.cast(stat_sign, tf.int32))
+        _scatter_nd(self.class_sums, stat_index,
+                    tf.concat([new_rows, old_rows], 0) * stat_sign[:, None], add=True)
+        _scatter_nd(self.class_counts, stat_index, tf.cast(stat_sign, tf.int32), add=True)
 
-        self.embeddings.scatter_nd_update(
-            slots[:, None], tf.where(replaced[:, None], new_rows, old_rows))
-        self.labels.scatter_nd_update(
-            slots[:, None], tf.where(replaced, new_labels, old_labels))
+        _scatter_nd(self.embeddings, slots[:, None],
+                    tf.where(replaced[:, None], new_rows, old_rows), add=False)
+        _scatter_nd(self.labels, slots[:, None],
+                    tf.where(replaced, new_labels, old_labels), add=False)
         self.position.assign((self.position + num_new) % self.size)
 
     def get_config(self) -> dict:

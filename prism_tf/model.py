@@ -9,6 +9,7 @@ from prism_tf import compat
 from prism_tf.losses import MemoryContrastiveLoss, MetricLoss
 from prism_tf.memory_bank import MemoryBank
 from prism_tf.metrics import KeptPurity, NoiseRecall
+from prism_tf.replicas import GlobalBatch
 from prism_tf.selector import PrismSelector
 
 LossLike = Union[MetricLoss, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]]
@@ -64,6 +65,14 @@ class PrismModel(keras.Model):
     custom batch loss that is non-finite on finite embeddings still moves
     the window), and `fit` stops right after it with an `InvalidBatchError`
     naming the step. The check writes model state, so XLA keeps it.
+
+    Under a `tf.distribute` strategy (Mirrored, MultiWorkerMirrored, TPU)
+    each replica's embeddings, labels and weights are gathered in replica
+    order, so every replica selects on the global batch and writes the same
+    rows into its copy of the memory (`prism_tf.replicas.GlobalBatch`); the
+    memory loss is each replica's own rows against its copy. The update
+    equals one device's on the same global batch (up to float rounding),
+    and the logged values are the global batch's.
 
     `compile(loss=...)` sets the batch loss, as `batch_loss=` does; giving
     both is an error.
@@ -122,6 +131,7 @@ class PrismModel(keras.Model):
         self.normalize_memory_loss = bool(normalize_memory_loss)
         self._trackers = {name: keras.metrics.Mean(name=name) for name in _TRACKED}
         self._selection_metrics = [KeptPurity(), NoiseRecall()]
+        self._memory_fill = keras.metrics.Mean(name="memory_fill")
         # [step counted from 1, reason bits] of the first refused step.
         self._failure = self.add_weight(
             name="failure", shape=(2,), dtype="int64", trainable=False,
@@ -152,6 +162,15 @@ class PrismModel(keras.Model):
         kwargs["callbacks"] = [_StopOnInvalidBatch()] + list(kwargs.get("callbacks") or [])
         return super().fit(*args, **kwargs)
 
+    def _maybe_symbolic_build(self, *args, **kwargs):
+        # Keras 3 builds a model under a strategy from the replicas' first
+        # batch averaged by `strategy.reduce`, which a multi-worker strategy
+        # cannot do for a nested batch (keras-team/keras#20585). The
+        # encoder, memory and selector are built already; the first step
+        # builds the rest.
+        if not compat.across_workers(self.distribute_strategy):
+            super()._maybe_symbolic_build(*args, **kwargs)
+
     def train_on_batch(self, *args, **kwargs):
         """Keras's `train_on_batch`, raising `InvalidBatchError` if the step
         was refused. (A loop of its own reads `failure_message()`.)"""
@@ -178,57 +197,72 @@ class PrismModel(keras.Model):
 
     @property
     def metrics(self) -> list:
-        return list(self._trackers.values()) + self._selection_metrics
+        return list(self._trackers.values()) + self._selection_metrics + [self._memory_fill]
 
     def call(self, inputs, training=False) -> tf.Tensor:
         features = tf.cast(self.encoder(inputs, training=training), tf.float32)
         return tf.math.l2_normalize(features, axis=-1)
 
     def train_step(self, data) -> dict:
-        replicas = self.distribute_strategy.num_replicas_in_sync
-        if replicas > 1:
-            # Each replica would score and fill the memory with its own slice.
-            raise NotImplementedError(
-                f"PrismModel: training on {replicas} replicas is not supported "
-                "yet; the memory bank and selector window are not shared across "
-                "replicas. Train on one device (or one replica).")
         inputs, labels, is_noisy, sample_weight = _unpack(data)
         if sample_weight is not None and not isinstance(self.batch_loss, MetricLoss):
             raise ValueError("PrismModel: sample weights need a MetricLoss batch loss; "
                              f"{type(self.batch_loss).__name__} takes no weights")
-        batch = tf.cast(tf.size(labels), tf.float32)
-        if labels.shape[0] is not None and labels.shape[0] > self.memory_bank.size:
+        # Under tf.distribute each replica holds its rows of the global batch.
+        # Selection, batch loss and the memory's update see the whole batch,
+        # gathered in the same order on every replica (so all of them write
+        # the same rows); the memory loss takes each replica's own rows.
+        global_batch = GlobalBatch(tf.size(labels))
+        all_labels = global_batch.gather(labels)
+        if all_labels.shape[0] is not None and all_labels.shape[0] > self.memory_bank.size:
             raise ValueError(
-                f"PrismModel: a batch of {labels.shape[0]} samples does not fit a memory "
-                f"of {self.memory_bank.size} rows")
+                f"PrismModel: a batch of {all_labels.shape[0]} samples does not fit a "
+                f"memory of {self.memory_bank.size} rows")
+        batch = tf.cast(tf.size(all_labels), tf.float32)
         memory_on = self.optimizer.iterations >= self.memory_start_step
         # Out-of-range labels would be gathered and scattered before the loss:
         # clip them for the step's own ops; the step is refused below anyway.
-        labels_ok = tf.reduce_all((labels >= 0) & (labels < self.memory_bank.num_classes))
-        fits = tf.size(labels) <= self.memory_bank.size
-        labels = tf.clip_by_value(labels, 0, self.memory_bank.num_classes - 1)
+        labels_ok = tf.reduce_all(
+            (all_labels >= 0) & (all_labels < self.memory_bank.num_classes))
+        fits = tf.size(all_labels) <= self.memory_bank.size
+        all_labels = tf.clip_by_value(all_labels, 0, self.memory_bank.num_classes - 1)
+        labels = global_batch.own_rows(all_labels)
         with tf.GradientTape() as tape:
             z = self(inputs, training=True)
-            z_finite = tf.reduce_all(tf.math.is_finite(z))
+            all_z = global_batch.gather(z)
+            z_finite = tf.reduce_all(tf.math.is_finite(all_z))
             inputs_ok = labels_ok & fits & z_finite
-            keep, threshold, noise_estimate = self._select(
-                tf.stop_gradient(z), labels, memory_on, inputs_ok)
+            if self.selector is None:
+                keep, threshold, noise_estimate = tf.ones_like(all_labels, tf.bool), 0.0, 0.0
+            else:
+                keep, threshold, noise_estimate = self._select(
+                    global_batch, tf.stop_gradient(z), labels, memory_on, inputs_ok)
             weight = tf.cast(keep, tf.float32)
             values = {"kept_fraction": tf.reduce_sum(weight) / batch}
             if sample_weight is not None:
-                weight *= sample_weight
-            batch_loss = self._batch_loss(labels, z, keep, weight)
+                weight *= global_batch.gather(sample_weight)
+            batch_loss = self._batch_loss(all_labels, all_z, keep, weight)
             values["batch_loss"] = batch_loss
             loss = batch_loss
+            # What this replica differentiates. The optimizer sums the
+            # replicas' gradients, and the gathered rows' gradient is already
+            # summed over replicas: terms every replica computes alike are
+            # divided by their number, so the step equals one device's.
+            own_loss = batch_loss / global_batch.replicas
             # Weight 0: the memory only scores samples; skip the [B, K] loss.
             if self.memory_weight:
-                values["memory_loss"] = tf.cond(
-                    memory_on, lambda: self._memory_loss(labels, z, weight, batch),
+                own_memory_loss = tf.cond(
+                    memory_on, lambda: self._memory_loss(
+                        labels, z, global_batch.own_rows(weight), batch),
                     lambda: tf.constant(0.0))
+                values["memory_loss"] = global_batch.sum(tf.stop_gradient(own_memory_loss))
                 loss += self.memory_weight * values["memory_loss"]
+                own_loss += self.memory_weight * own_memory_loss
             if self.losses:
-                loss += tf.add_n(self.losses)
-            scaled_loss = compat.scale_loss(self.optimizer, loss)
+                regularization = tf.add_n(self.losses)
+                loss += regularization
+                own_loss += regularization / global_batch.replicas
+            scaled_loss = compat.scale_loss(self.optimizer, own_loss)
         gradients = compat.unscale_gradients(
             self.optimizer, tape.gradient(scaled_loss, self.trainable_variables))
         finite = z_finite & tf.math.is_finite(loss)
@@ -236,8 +270,11 @@ class PrismModel(keras.Model):
         # gradients. Under loss scaling, non-finite gradients are the loss
         # scale optimizer's to skip, so they are not checked there.
         if not compat.is_loss_scale_optimizer(self.optimizer):
-            finite &= tf.reduce_all(
+            own_finite = tf.reduce_all(
                 [tf.reduce_all(tf.math.is_finite(g)) for g in gradients if g is not None])
+            # Every replica's gradients: all replicas must refuse together.
+            not_finite = global_batch.sum(tf.cast(tf.logical_not(own_finite), tf.float32))
+            finite &= tf.equal(not_finite, 0.0)
         reason = (tf.where(finite, 0, _NON_FINITE) + tf.where(labels_ok, 0, _LABEL_RANGE)
                   + tf.where(fits, 0, _BATCH_TOO_LARGE))
         # Once a step is refused, later ones in the same call refuse too.
@@ -245,7 +282,7 @@ class PrismModel(keras.Model):
         ok = tf.logical_and(tf.equal(reason, 0), none_refused_yet)
         compat.apply_gradients_if(ok, self.optimizer, gradients, self.trainable_variables)
         # In a tf.cond, so the bank's own size check cannot fire on a refused batch.
-        tf.cond(ok, lambda: self._enqueue(tf.stop_gradient(z), labels,
+        tf.cond(ok, lambda: self._enqueue(tf.stop_gradient(all_z), all_labels,
                                           (weight > 0) & memory_on),
                 lambda: tf.constant(False))
         first_failure = tf.logical_and(tf.not_equal(reason, 0), none_refused_yet)
@@ -259,15 +296,22 @@ class PrismModel(keras.Model):
         if self.selector is not None:
             values["threshold"] = threshold
             values["noise_estimate"] = noise_estimate
+        # Every value is the global batch's, the same on every replica, so
+        # Keras's reduction across replicas leaves it as it is.
         for name, value in values.items():
             self._trackers[name].update_state(value)
         logs = {name: self._trackers[name].result() for name in values}
         if is_noisy is not None:
+            all_is_noisy = global_batch.gather(is_noisy)
             for metric in self._selection_metrics:
-                metric.update_state(keep, is_noisy)
+                metric.update_state(keep, all_is_noisy)
                 logs[metric.name] = metric.result()
-        logs["memory_fill"] = self.memory_bank.fill_fraction()
-        return logs
+        # The newest fill, through a metric reset every step: Keras 2 sums a
+        # step's plain tensor outputs over the replicas.
+        self._memory_fill.reset_state()
+        self._memory_fill.update_state(self.memory_bank.fill_fraction())
+        logs["memory_fill"] = self._memory_fill.result()
+        return compat.step_logs(self.distribute_strategy, logs)
 
     def test_step(self, data) -> dict:
         inputs, labels, _, _ = _unpack(data)
@@ -275,17 +319,17 @@ class PrismModel(keras.Model):
         self._trackers["loss"].update_state(self.batch_loss(labels, z))
         return {"loss": self._trackers["loss"].result()}
 
-    def _select(self, z: tf.Tensor, labels: tf.Tensor, memory_on: tf.Tensor,
-                advance: tf.Tensor):
-        """Keep mask [B], threshold and the selector's noise estimate after
-        this batch; keeps all while the memory is off. The selector's windows
-        move only if `advance`."""
-        keep_all = tf.ones_like(labels, tf.bool)
-        if self.selector is None:
-            return keep_all, tf.constant(0.0), tf.constant(0.0)
+    def _select(self, global_batch: GlobalBatch, z: tf.Tensor, labels: tf.Tensor,
+                memory_on: tf.Tensor, advance: tf.Tensor):
+        """Keep mask of the global batch [B], threshold and the selector's
+        noise estimate after this batch; keeps all while the memory is off.
+        The selector's windows move only if `advance`."""
+        # Each replica scores its own rows; the gathers are collectives, so
+        # they stay outside the tf.cond.
+        p_clean, label_rank = (global_batch.gather(score) for score in
+                               self.selector.scores(z, labels, self.memory_bank))
 
         def select():
-            p_clean, label_rank = self.selector.scores(z, labels, self.memory_bank)
             self.selector.observe(label_rank, self.memory_bank, advance)
             keep, threshold = self.selector.select(p_clean, advance)
             # Read here, after the update: under XLA a read after the tf.cond
@@ -293,7 +337,8 @@ class PrismModel(keras.Model):
             return keep, threshold, self.selector.noise_estimate()
 
         return tf.cond(memory_on, select,
-                       lambda: (keep_all, tf.constant(0.0), self.selector.noise_estimate()))
+                       lambda: (tf.ones_like(p_clean, tf.bool), tf.constant(0.0),
+                                self.selector.noise_estimate()))
 
     def _memory_loss(self, labels: tf.Tensor, z: tf.Tensor, weight: tf.Tensor,
                      batch: tf.Tensor) -> tf.Tensor:
@@ -302,6 +347,9 @@ class PrismModel(keras.Model):
                                 ref_embeddings=self.memory_bank.embeddings,
                                 ref_labels=self.memory_bank.labels, ref_weight=occupied)
         # The loss averages over kept anchors; PRISM divides by the batch.
+        # `batch` is the global one: on several replicas each has its own
+        # anchors, and their sum is the global batch's loss (exactly so for
+        # losses that average over anchors, as MCL).
         loss *= tf.reduce_sum(weight) / batch
         if self.normalize_memory_loss:
             rows = tf.reduce_sum(tf.cast(occupied, tf.float32))
