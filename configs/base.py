@@ -48,6 +48,10 @@ def base_config() -> ml_collections.ConfigDict:
         learning_rate=1e-3,
         eval_every=200,        # steps between retrieval evaluations and checkpoints
         jit_compile=False,
+        # default: one device | mirrored: the local GPUs (else the logical
+        # CPUs) | multi_worker: the workers in TF_CONFIG (docs/DISTRIBUTED.md);
+        # batch_size is the global batch, split evenly across the replicas
+        strategy="default",
     )
     # Groups mirror what they build (big_vision style): `selector` is
     # PrismSelector's keyword arguments, `memory` the bank's size and how the

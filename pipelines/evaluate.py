@@ -4,7 +4,9 @@ r"""Retrieval metrics of a trained run, from its checkpoint or an exported Saved
 
 Embeds the run's evaluation split (or --split=train) and prints P@1,
 Recall@1/2/4/8, R-Precision and MAP@R (leave-one-out, self excluded) as
-JSON. The workdir supplies the data config either way. Exact kNN runs in
+JSON. The workdir supplies the data config either way. A checkpoint is
+embedded under the run's `train.strategy`, each batch split across the
+replicas (a multi-worker run: across this machine's devices). Exact kNN runs in
 TensorFlow a chunk of queries at a time, or in faiss when installed
 (`pip install -e ".[faiss]"`).
 """
@@ -15,6 +17,7 @@ from absl import app, flags
 import tensorflow as tf
 
 from pipelines import cli, experiment
+from prism_tf.replicas import embed_on_replicas
 
 FLAGS = flags.FLAGS
 
@@ -37,11 +40,20 @@ def evaluate(workdir: str, saved_model: str = None, split: str = "test",
         signature = tf.saved_model.load(saved_model).signatures["serving_default"]
         embed = lambda images: signature(images=images)["embeddings"]  # noqa: E731
     else:
-        config, _, model = experiment.restore_run(workdir)
-        embed = lambda images: model(images, training=False)  # noqa: E731
+        strategy = experiment.distribution_strategy(evaluation_strategy(workdir))
+        with strategy.scope():
+            config, _, model = experiment.restore_run(workdir)
+        embed = embed_on_replicas(strategy, lambda images: model(images, training=False))
     train_split, test_split = experiment.load_splits(config)
     return experiment.retrieval_on(test_split if split == "test" else train_split, config,
                                    embed, chunk_size, backend)
+
+
+def evaluation_strategy(workdir: str) -> str:
+    """The run's `train.strategy`, as this one process can use it: a
+    multi-worker run is evaluated on this machine's devices ("mirrored")."""
+    strategy = experiment.read_run(workdir)[0].train.get("strategy", "default")
+    return "mirrored" if strategy == "multi_worker" else strategy
 
 
 def main(argv):

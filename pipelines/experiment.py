@@ -1,5 +1,6 @@
 """What the train / evaluate / export pipelines share: config checks, data, model."""
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -21,6 +22,7 @@ from prism_tf.evaluation import embed_dataset, retrieval_metrics
 from prism_tf.export import exported_encoder_variables
 
 CONFIG_FILE = "config.json"
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 class ConfigError(ValueError):
@@ -56,6 +58,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     need(0.0 < config.selector.max_noise_estimate <= 1.0, "selector.max_noise_estimate",
          "a share in (0, 1] (1: no guard)")
     need(config.train.steps > 0, "train.steps", "a positive number of steps")
+    need(config.train.strategy in STRATEGIES, "train.strategy", f"one of {STRATEGIES}")
     need(config.train.eval_every > 0, "train.eval_every", "a positive number of steps")
     need(0.0 < config.train.learning_rate <= 1.0, "train.learning_rate",
          "a learning rate in (0, 1]")
@@ -91,24 +94,33 @@ def claim_workdir(workdir: Path, config: ml_collections.ConfigDict) -> bool:
     Raises `ConfigError` listing the differing keys, and writes nothing,
     when the workdir holds a different config.
     """
-    path = workdir / CONFIG_FILE
-    resolved = config_to_json(config)
-    if workdir.exists() and not workdir.is_dir():
-        raise ConfigError(f"workdir {workdir} is a file, not a folder")
-    if path.exists():
-        old, new = json.loads(path.read_text()), json.loads(resolved)
-        if old != new:
-            diffs = sorted(_differences(old, new))
-            raise ConfigError(
-                f"{workdir} holds a different experiment ({path}); differing keys: "
-                + ", ".join(diffs) + ". Use another --workdir or the same config.")
+    if check_workdir(workdir, config):
         return True
     try:
         workdir.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, resolved)
+        write_atomically(workdir / CONFIG_FILE, config_to_json(config))
     except OSError as error:
         raise ConfigError(f"cannot write to workdir {workdir}: {error.strerror}") from None
     return False
+
+
+def check_workdir(workdir: Path, config: ml_collections.ConfigDict) -> bool:
+    """Whether `workdir` holds this experiment already; writes nothing.
+
+    Raises `ConfigError` listing the differing keys when it holds another.
+    """
+    path = workdir / CONFIG_FILE
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(f"workdir {workdir} is a file, not a folder")
+    if not path.exists():
+        return False
+    old, new = json.loads(path.read_text()), json.loads(config_to_json(config))
+    if old != new:
+        raise ConfigError(
+            f"{workdir} holds a different experiment ({path}); differing keys: "
+            + ", ".join(sorted(_differences(old, new)))
+            + ". Use another --workdir or the same config.")
+    return True
 
 
 def _differences(old: dict, new: dict, prefix: str = ""):
@@ -182,6 +194,17 @@ def start_message(config: ml_collections.ConfigDict) -> str:
     return f"Encoder {model.encoder}: random initialisation (data.seed {config.data.seed})."
 
 
+def strategy_message(strategy: tf.distribute.Strategy,
+                     config: ml_collections.ConfigDict) -> str:
+    """One line saying where the training steps run."""
+    if config.train.strategy == "default":
+        return "Training on one device (train.strategy = 'default')."
+    replicas, batch = strategy.num_replicas_in_sync, config.train.batch_size
+    return (f"Training on {replicas} replicas (train.strategy = {config.train.strategy!r}; "
+            f"this worker's devices: {', '.join(strategy.extended.worker_devices)}): "
+            f"global batch {batch}, {batch // replicas} per replica.")
+
+
 def data_report(train: ImageSplit, test: ImageSplit,
                 preprocessing: Preprocessing) -> Dict[str, object]:
     """What `DIR/data.json` records about the data of a run (`preprocessing`
@@ -225,6 +248,30 @@ def retrieval_on(split: ImageSplit, config: ml_collections.ConfigDict,
     data = eval_dataset(split, config.eval.batch_size, preprocessing(config))
     embeddings, labels = embed_dataset(embed, data)
     return retrieval_metrics(embeddings, labels, config.eval.recall_at, chunk_size, backend)
+
+
+@functools.lru_cache(maxsize=None)
+def distribution_strategy(name: str) -> tf.distribute.Strategy:
+    """The `tf.distribute` strategy that `train.strategy` names.
+
+    default: the current strategy (one device). mirrored: one replica per
+    local GPU; without GPUs one per logical CPU device (one, unless the
+    program split the CPU, as the tests do). multi_worker:
+    MultiWorkerMirroredStrategy over the cluster in TF_CONFIG, with each
+    worker's GPUs (or its CPU); made before any other TensorFlow op, as it
+    must be.
+
+    One per name and process, reused by later runs in it: the collectives of
+    a second MirroredStrategy over the same devices take the first one's
+    keys again, and TensorFlow aborts them ("Collective instance ...
+    expected type ...").
+    """
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
+    return tf.distribute.get_strategy()
 
 
 def build_selector(config: ml_collections.ConfigDict) -> Optional[PrismSelector]:
@@ -278,7 +325,10 @@ def checkpoint_manager(model: PrismModel, workdir: Path) -> tf.train.CheckpointM
     """Checkpoints of the model (encoder, memory bank, window), its optimizer,
     the logs of the epoch that ended with it (JSON in `epoch_logs`) and the
     P@1 of every evaluation so far (`precision_at_1_history`)."""
-    model.optimizer.build(model.trainable_variables)
+    with model.distribute_strategy.scope():   # slots mirrored as the weights are
+        model.optimizer.build(model.trainable_variables)
+    # The string variables outside it: a multi-worker strategy would
+    # broadcast their initial values, and TF's collectives take no strings.
     checkpoint = tf.train.Checkpoint(
         model=model, optimizer=model.optimizer,
         epoch_logs=tf.Variable("", dtype=tf.string),

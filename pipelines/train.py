@@ -13,6 +13,8 @@ checkpoint; a workdir holding a different config is refused untouched.
 
 import json
 from pathlib import Path
+import shutil
+import tempfile
 from typing import Dict, List, Tuple
 
 from absl import app, flags, logging
@@ -20,6 +22,7 @@ import keras
 import ml_collections
 import numpy as np
 from ml_collections import config_flags
+import tensorflow as tf
 
 from pipelines import cli, experiment
 from prism_tf.callbacks import CheckpointAtEpochEnd, RetrievalEvaluation, StepTensorBoard
@@ -62,12 +65,40 @@ def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> 
     """
     experiment.check_config(config)
     workdir = Path(workdir)
+    # Every worker refuses another experiment's workdir, before the strategy
+    # connects them (a worker that fails alone leaves the others waiting).
+    experiment.check_workdir(workdir, config)
+    # First: MultiWorkerMirroredStrategy must exist before any other TF op.
+    strategy = experiment.distribution_strategy(config.train.strategy)
+    replicas = strategy.num_replicas_in_sync
+    if config.train.batch_size % replicas:
+        raise experiment.ConfigError(
+            f"config.train.batch_size = {config.train.batch_size}: expected a multiple of "
+            f"the {replicas} replicas of train.strategy = {config.train.strategy!r} (the "
+            "global batch is split evenly across them)")
+    # Every worker of a multi-worker run trains and saves checkpoints; the
+    # chief writes the workdir, each other worker a scratch folder of its own,
+    # deleted at the end.
+    if strategy.extended.should_checkpoint:
+        return _train(config, strategy, workdir, workdir, verbose)
+    scratch = Path(tempfile.mkdtemp(prefix="prism-worker-"))
+    try:
+        return _train(config, strategy, workdir, scratch, verbose)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
+           workdir: Path, outdir: Path, verbose: int) -> Dict[str, float]:
+    """`train` writing to `outdir`: the workdir, or a non-chief worker's scratch
+    folder (which resumes from the workdir's checkpoints all the same)."""
     train_split, test_split = experiment.load_splits(config)
     experiment.check_evaluation_split(test_split)
     preprocessing = experiment.preprocessing(config).for_split(train_split)
     report = experiment.data_report(train_split, test_split, preprocessing)
     keras.utils.set_random_seed(config.data.seed)
-    model = experiment.build_model(config, train_split.num_classes, preprocessing.channels)
+    with strategy.scope():
+        model = experiment.build_model(config, train_split.num_classes, preprocessing.channels)
 
     classes_per_batch = config.train.batch_size // config.data.samples_per_class
     # Refuses impossible P x K batches before the workdir is claimed.
@@ -75,23 +106,30 @@ def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> 
                            config.data.samples_per_class, config.data.seed)
 
     def batches_from(step: int):
+        # The ground-truth flags as 0/1: under a strategy, Keras 3's fit
+        # averages the first batch across replicas to build the model, which
+        # fails on booleans (PrismModel reads either).
         return train_dataset(
             train_split, classes_per_batch, config.data.samples_per_class, preprocessing,
-            seed=config.data.seed, start_step=step, strict=config.data.strict)
+            seed=config.data.seed, start_step=step, strict=config.data.strict,
+        ).map(lambda images, y: (images, {"labels": y["labels"],
+                                          "is_noisy": tf.cast(y["is_noisy"], tf.int32)}))
 
-    resuming = experiment.claim_workdir(workdir, config)
-    experiment.write_atomically(workdir / "data.json", json.dumps(report, indent=2))
+    resuming = experiment.claim_workdir(outdir, config)
+    experiment.write_atomically(outdir / "data.json", json.dumps(report, indent=2))
     print("Config:", experiment.config_to_json(config))
     print(experiment.data_message(train_split, test_split, config))
     print(experiment.noise_message(train_split, config))
     print(experiment.start_message(config))
-    manager = experiment.checkpoint_manager(model, workdir)
+    print(experiment.strategy_message(strategy, config))
+    manager = experiment.checkpoint_manager(model, outdir)
     removed = experiment.remove_stale_checkpoints(manager)
     if removed:
         logging.info("Removed what an interrupted save left: %s", ", ".join(removed))
-    if manager.latest_checkpoint:
-        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        logging.info("Resuming from %s", manager.latest_checkpoint)
+    latest = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+    if latest:
+        manager.checkpoint.restore(latest).assert_existing_objects_matched()
+        logging.info("Resuming from %s", latest)
     elif resuming:
         logging.info("No checkpoint yet in %s; starting from step 0", workdir)
     step = int(model.optimizer.iterations.numpy())
@@ -106,7 +144,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> 
                      strict=config.data.strict),
         config.eval.recall_at)
     evaluation.set_model(model)   # also when no step is left to fit (resumed at the end)
-    log_dir = str(workdir / "tensorboard")
+    log_dir = str(outdir / "tensorboard")
     # TensorBoard before the checkpoint: once a checkpoint exists, its epoch's
     # scalars are on disk, so a run killed right after it loses none of them.
     callbacks = [evaluation, StepTensorBoard(log_dir), CheckpointAtEpochEnd(manager)]
@@ -137,7 +175,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> 
     # Flat keys (metrics.json stays one level): P@1 at every evaluation.
     metrics.update({f"precision_at_1_step_{step}": value for step, value in history})
     metrics["step"] = int(model.optimizer.iterations.numpy())
-    experiment.write_atomically(workdir / "metrics.json",
+    experiment.write_atomically(outdir / "metrics.json",
                                 json.dumps(metrics, indent=2, allow_nan=False))
     print(json.dumps(metrics, indent=2))
     return metrics

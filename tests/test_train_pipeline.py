@@ -321,8 +321,10 @@ def test_fine_tuning_from_another_architecture_or_a_non_run_is_one_error(finishe
     assert not (tmp_path / "w").exists()
 
 
-def test_the_pretrained_benchmark_config_fine_tunes_from_a_pretraining_run(finished_run):
+def test_the_pretrained_benchmark_config_fine_tunes_from_a_pretraining_run(
+        finished_run, tmp_path, monkeypatch):
     from configs import noise_benchmark
+    monkeypatch.chdir(tmp_path)   # where no runs/synthetic-pretraining exists
     config = noise_benchmark.get_config("pretrained")
     with pytest.raises(experiment.ConfigError, match="config.model.init_from = "
                                                      "'runs/synthetic-pretraining': expected"):

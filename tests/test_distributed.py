@@ -1,0 +1,260 @@
+"""PrismModel and the pipelines under tf.distribute.
+
+MirroredStrategy runs on the two logical CPUs that conftest.py makes; the
+multi-worker run uses two local processes. Each distributed run is compared
+with one device on the same global batches.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from configs import default
+from pipelines import experiment
+from pipelines.evaluate import evaluate
+from pipelines.train import train
+from prism_tf import MemoryBank, PrismModel, PrismSelector, compat, losses
+from prism_tf.model import InvalidBatchError
+from prism_tf.replicas import GlobalBatch, embed_on_replicas
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES, DIM, BATCH = 4, 8, 16
+
+
+def _mirrored():
+    """The process's MirroredStrategy over the two logical CPUs (one per
+    process: see experiment.distribution_strategy)."""
+    strategy = experiment.distribution_strategy("mirrored")
+    assert strategy.num_replicas_in_sync == 2
+    return strategy
+
+
+def _model(strategy, batch_loss=None, memory_start_step=0):
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        encoder = keras.Sequential([keras.Input((12,)), keras.layers.Dense(16, activation="relu"),
+                                    keras.layers.Dense(DIM)])
+        model = PrismModel(encoder, MemoryBank(64, DIM, CLASSES),
+                           PrismSelector(0.25, window_size=3), batch_loss=batch_loss,
+                           memory_start_step=memory_start_step)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    return model
+
+
+def _data(n=128, weighted=False, bad_label_at=None):
+    """Clustered points with 30% wrong labels; ground truth as 0/1 (see
+    pipelines.train: Keras 3 cannot build from boolean inputs under a strategy)."""
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, CLASSES, n)
+    x = (rng.normal(size=(CLASSES, 12))[truth] * 2 + rng.normal(size=(n, 12))).astype("float32")
+    is_noisy = rng.random(n) < 0.3
+    labels = np.where(is_noisy, (truth + 1) % CLASSES, truth).astype("int32")
+    if bad_label_at is not None:
+        labels[bad_label_at] = CLASSES
+    y = {"labels": labels, "is_noisy": is_noisy.astype("int32")}
+    elements = (x, y, rng.uniform(0.5, 1.5, n).astype("float32")) if weighted else (x, y)
+    return tf.data.Dataset.from_tensor_slices(elements).batch(BATCH, drop_remainder=True)
+
+
+class _StepLogs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.steps = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.append({name: float(value) for name, value in logs.items()})
+
+
+def _state(model):
+    """Encoder, memory bank and selector values, in order."""
+    return [np.asarray(v.numpy(), np.float64)
+            for v in model.encoder.weights + model.memory_bank.weights + model.selector.weights]
+
+
+def _copies(variable):
+    """Every replica's copy of a (mirrored) model variable."""
+    tf_variable = compat.tf_variable(variable)
+    return [np.asarray(v.numpy()) for v in getattr(tf_variable, "values", [tf_variable])]
+
+
+@pytest.mark.parametrize("case", ["mcl", "semihard_weighted", "memory_from_step_3"])
+def test_two_replicas_train_as_one_device_on_the_same_global_batches(case):
+    kwargs = {"mcl": {}, "semihard_weighted": {"batch_loss": losses.TripletSemiHardLoss()},
+              "memory_from_step_3": {"memory_start_step": 3}}[case]
+    runs = {}
+    for name, strategy in (("one", tf.distribute.get_strategy()), ("two", _mirrored())):
+        model, logs = _model(strategy, **kwargs), _StepLogs()
+        model.fit(_data(weighted=case == "semihard_weighted"), epochs=2, verbose=0,
+                  callbacks=[logs])
+        runs[name] = model, logs.steps
+    (one, one_steps), (two, two_steps) = runs["one"], runs["two"]
+    assert two.distribute_strategy.num_replicas_in_sync == 2 and len(two_steps) == 16
+    # The same samples kept and the same windows at every step.
+    for name in ("kept_fraction", "kept_purity", "noise_recall", "threshold",
+                 "noise_estimate", "memory_fill"):
+        assert [s[name] for s in two_steps] == pytest.approx([s[name] for s in one_steps],
+                                                               abs=1e-6), name
+    for name in ("loss", "batch_loss", "memory_loss"):
+        assert [s[name] for s in two_steps] == pytest.approx([s[name] for s in one_steps],
+                                                               rel=1e-4, abs=1e-5), name
+    assert 0 < one_steps[-1]["kept_fraction"] < 1
+    one_state, two_state = _state(one), _state(two)
+    assert len(one_state) == len(two_state) == 4 + 5 + 4
+    for index, (value, other) in enumerate(zip(one_state, two_state)):
+        np.testing.assert_allclose(other, value, rtol=1e-4, atol=1e-5, err_msg=str(index))
+    assert int(two.optimizer.iterations.numpy()) == 16
+    # Every replica wrote the same rows into its copy of the memory.
+    for variable in two.memory_bank.weights + two.selector.weights:
+        first, *others = _copies(variable)
+        assert len(others) == 1 and all(np.array_equal(first, other) for other in others)
+
+
+def test_a_bad_label_on_one_replica_refuses_the_step_on_every_replica():
+    # Step 3's sample 12 is in the second replica's half of the batch.
+    model = _model(_mirrored())
+    with pytest.raises(InvalidBatchError, match="training step 3 refused: labels outside"):
+        model.fit(_data(bad_label_at=2 * BATCH + 12), epochs=1, verbose=0)
+    reference = _model(tf.distribute.get_strategy())
+    reference.fit(_data().take(2), epochs=1, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 2
+    for variable, expected in zip(model.memory_bank.weights, reference.memory_bank.weights):
+        for copy in _copies(variable):
+            np.testing.assert_allclose(copy, expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_global_batch_gathers_in_replica_order_and_gives_back_own_rows():
+    strategy = _mirrored()
+
+    @tf.function
+    def step(values):
+        def on_replica(local):
+            batch = GlobalBatch(tf.size(local))
+            gathered = batch.gather(local)
+            return gathered, batch.own_rows(gathered), batch.sum(tf.reduce_sum(local))
+        return strategy.run(on_replica, args=(values,))
+
+    values = strategy.experimental_distribute_values_from_function(
+        lambda context: tf.range(3) + 10 * context.replica_id_in_sync_group)
+    gathered, own, total = (strategy.experimental_local_results(t) for t in step(values))
+    assert [g.numpy().tolist() for g in gathered] == [[0, 1, 2, 10, 11, 12]] * 2
+    assert [o.numpy().tolist() for o in own] == [[0, 1, 2], [10, 11, 12]]
+    assert [int(t) for t in total] == [36, 36]
+
+
+def test_embedding_on_replicas_keeps_the_row_order():
+    strategy = _mirrored()
+    with strategy.scope():
+        dense = keras.layers.Dense(3)
+        dense.build((None, 5))
+    images = tf.random.normal([7, 5])   # odd: the replicas get 3 and 4 rows
+    embed = embed_on_replicas(strategy, lambda x: dense(x))
+    np.testing.assert_allclose(embed(images).numpy(), dense(images).numpy(), rtol=1e-6)
+
+
+def _pipeline_config(strategy):
+    config = default.get_config()
+    config.train.steps, config.train.eval_every, config.train.strategy = 20, 10, strategy
+    return config
+
+
+def test_train_pipeline_runs_mirrored_as_on_one_device(tmp_path):
+    one = train(_pipeline_config("default"), str(tmp_path / "one"), verbose=0)
+    two = train(_pipeline_config("mirrored"), str(tmp_path / "two"), verbose=0)
+    assert two["step"] == 20
+    for name in ("kept_fraction", "kept_purity", "noise_estimate"):
+        assert two[name] == pytest.approx(one[name], abs=1e-6), name
+    assert two["precision_at_1"] == pytest.approx(one["precision_at_1"], abs=0.01)
+    # Evaluation restores the checkpoint under the run's strategy.
+    evaluated = evaluate(str(tmp_path / "two"))
+    assert evaluated["precision_at_1"] == pytest.approx(two["precision_at_1"], abs=1e-6)
+
+
+def test_a_batch_the_replicas_cannot_share_evenly_is_refused_before_the_workdir(tmp_path):
+    config = _pipeline_config("mirrored")
+    config.train.batch_size, config.data.samples_per_class = 33, 3
+    with pytest.raises(experiment.ConfigError, match="a multiple of the 2 replicas"):
+        train(config, str(tmp_path / "run"), verbose=0)
+    assert not (tmp_path / "run").exists()
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _run_workers(workdir, scratch, steps):
+    """Two local workers of one MultiWorkerMirrored run; their (returncode, stderr)."""
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(tf_config),
+               "TMPDIR": str(scratch)}
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "pipelines.train", "--config=configs/default.py",
+             f"--workdir={workdir}", "--config.train.strategy=multi_worker",
+             f"--config.train.steps={steps}", "--config.train.eval_every=10"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = []
+    for process in processes:
+        try:
+            _, stderr = process.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            for other in processes:
+                other.kill()
+            raise
+        results.append((process.returncode, stderr))
+    return results
+
+
+def test_two_workers_train_checkpoint_and_resume_as_one_device(tmp_path):
+    workdir, scratch = tmp_path / "run", tmp_path / "scratch"
+    scratch.mkdir()
+    for returncode, stderr in _run_workers(workdir, scratch, steps=30):
+        assert returncode == 0, stderr[-3000:]
+    finished = json.loads((workdir / "metrics.json").read_text())
+    assert finished["step"] == 30
+    assert list(scratch.iterdir()) == []   # the other worker's scratch folder is gone
+    # Each worker trained on its half of every global batch: one device, same batches.
+    config = _pipeline_config("default")
+    config.train.steps = 30
+    one = train(config, str(tmp_path / "one"), verbose=0)
+    for name in ("kept_fraction", "kept_purity", "noise_estimate"):
+        assert finished[name] == pytest.approx(one[name], abs=1e-5), name
+    assert finished["precision_at_1"] == pytest.approx(one["precision_at_1"], abs=0.01)
+    # What a kill after step 20's checkpoint leaves; both workers resume from it.
+    checkpoints = workdir / "checkpoints"
+    for path in checkpoints.glob("ckpt-30.*"):
+        path.unlink()
+    (workdir / "metrics.json").unlink()
+    state = tf.train.get_checkpoint_state(str(checkpoints))
+    state.model_checkpoint_path = state.all_model_checkpoint_paths[1]
+    del state.all_model_checkpoint_paths[2], state.all_model_checkpoint_timestamps[2]
+    (checkpoints / "checkpoint").write_text(str(state))
+    for returncode, stderr in _run_workers(workdir, scratch, steps=30):
+        assert returncode == 0, stderr[-3000:]
+        assert "Resuming from" in stderr and "ckpt-20" in stderr
+    resumed = json.loads((workdir / "metrics.json").read_text())
+    assert resumed == pytest.approx(finished, abs=1e-5)
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_worker_refuses_another_experiments_workdir_as_the_chief_does(tmp_path):
+    workdir = tmp_path / "run"
+    experiment.claim_workdir(workdir, _pipeline_config("multi_worker"))
+    for returncode, stderr in _run_workers(workdir, tmp_path, steps=30):
+        assert returncode != 0
+        assert "differing keys: train.steps (20 -> 30)" in stderr
