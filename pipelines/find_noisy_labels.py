@@ -1,0 +1,133 @@
+r"""List the training labels a trained run finds suspicious, most suspicious first.
+
+    python -m pipelines.find_noisy_labels --workdir=runs/x [--saved_model=models/prism/1]
+
+Embeds the run's training split (evaluation preprocessing; the labels the
+run trained on, injected noise included), scores every sample's label
+against the class centres of the whole split, leaving the sample out
+(`prism_tf.label_issues`), and writes beside the run (or to --output):
+- `noisy_labels.csv`: rank, sample (index in the split), path (file
+  sources), given label, most likely label, clean probability, and
+  is_wrong where the ground truth is known; lowest clean probability
+  first. Samples alone in their class cannot be scored: they come last,
+  with an empty probability, and are counted.
+- `noisy_labels.png`: the first --grid suspects in CSV order, row by row
+  (framed red / green where the ground truth says wrong / right);
+- `noisy_labels.json`: counts and, with ground truth (injected noise or a
+  CSV clean list), ROC AUC, average precision and precision / recall among
+  the top k suspects.
+"""
+
+import csv
+import json
+from pathlib import Path
+from typing import Dict, Optional
+
+from absl import app, flags
+import numpy as np
+import tensorflow as tf
+
+from pipelines import cli, experiment
+from prism_tf.data.pipeline import CorruptImageLog, sample_dataset
+from prism_tf.evaluation import embed_dataset
+from prism_tf.label_issues import clean_probabilities, ranking_metrics
+from prism_tf.monitoring import displayable, image_grid
+
+FLAGS = flags.FLAGS
+TOP_K = (10, 100, 1000)
+
+
+def _define_flags() -> None:
+    # Defined only when run as a program, so tests can import the module.
+    flags.DEFINE_string("workdir", None, "Training workdir (config, data, checkpoints).")
+    flags.DEFINE_string("saved_model", None, "Exported version folder to use instead of the checkpoint.")
+    flags.DEFINE_string("output", None, "Folder for the CSV, PNG and JSON; default: the workdir.")
+    flags.DEFINE_integer("grid", 64, "Suspects shown in the PNG grid (0: none).")
+    flags.DEFINE_integer("chunk_size", 4096, "Samples scored at a time.")
+
+
+def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
+                      output: Optional[str] = None, grid: int = 64,
+                      chunk_size: int = 4096) -> Dict[str, float]:
+    """Writes the ranked list, grid and summary; returns the summary."""
+    if saved_model:
+        config, _ = experiment.read_run(workdir)
+        signature = tf.saved_model.load(saved_model).signatures["serving_default"]
+        embed = lambda images: signature(images=images)["embeddings"]  # noqa: E731
+        preprocessing = experiment.preprocessing(config)
+    else:
+        config, preprocessing, model = experiment.restore_run(workdir)
+        embed = lambda images: model(images, training=False)  # noqa: E731
+    output = Path(output or workdir)
+    split, _ = experiment.load_splits(config)
+    preprocessing = preprocessing.for_split(split)
+    samples = sample_dataset(split, CorruptImageLog(config.data.strict), preprocessing.channels)
+    batches = (samples.filter(lambda s: s["ok"])
+               .map(lambda s: (preprocessing.eval_view(s["image"]), s["index"]))
+               .batch(config.eval.batch_size))
+    embeddings, index = embed_dataset(embed, batches)
+    labels = split.labels[index]
+    p_clean, most_likely = clean_probabilities(embeddings, labels, split.num_classes,
+                                               chunk_size=chunk_size)
+    # Lowest clean probability first; unscorable samples (NaN) last.
+    order = np.argsort(np.where(np.isnan(p_clean), np.inf, p_clean), kind="stable")
+    known = bool(split.is_noisy.any())
+    summary = {"samples": int(len(index)), "left_out_unreadable": int(len(split) - len(index)),
+               "unscorable_single_sample_classes": int(np.isnan(p_clean).sum()),
+               "ground_truth": known}
+    if known:
+        scored = ~np.isnan(p_clean)
+        summary.update(ranking_metrics(1.0 - p_clean[scored], split.is_noisy[index][scored],
+                                       top_k=[k for k in TOP_K if k < scored.sum()]))
+    output.mkdir(parents=True, exist_ok=True)
+    _write_csv(output / "noisy_labels.csv", split, index[order], labels[order],
+               most_likely[order], p_clean[order], known)
+    if grid:
+        _write_grid(output / "noisy_labels.png", split, index[order][:grid], preprocessing,
+                    known)
+    experiment.write_atomically(output / "noisy_labels.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def _write_csv(path: Path, split, index, labels, most_likely, p_clean, known: bool) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["rank", "sample", "path", "given_label", "most_likely_label",
+                         "clean_probability"] + (["is_wrong"] if known else []))
+        for rank, (i, label, best, p) in enumerate(zip(index, labels, most_likely, p_clean), 1):
+            row = [rank, int(i), split.paths[i] if split.paths is not None else "", int(label),
+                   int(best), "" if np.isnan(p) else f"{p:.6g}"]
+            writer.writerow(row + ([int(split.is_noisy[i])] if known else []))
+    temporary.replace(path)
+
+
+def _write_grid(path: Path, split, index, preprocessing, known: bool) -> None:
+    images = next(iter(sample_dataset(split, channels=preprocessing.channels, indices=index)
+                       .map(lambda s: preprocessing.eval_view(s["image"]))
+                       .batch(len(index))))
+    columns = 8
+    rows = -(-len(index) // columns)
+    padding = rows * columns - len(index)
+    shown = tf.concat([displayable(images),
+                       tf.zeros([padding, *images.shape[1:3], 3])], 0)
+    border = (np.where(split.is_noisy[index], 1, 2) if known
+              else np.zeros(len(index), int))
+    border = np.concatenate([border, np.zeros(padding, int)]).reshape(rows, columns)
+    picture = image_grid(tf.reshape(shown, [rows, columns, *shown.shape[1:]]), border)[0]
+    path.write_bytes(tf.io.encode_png(tf.cast(picture * 255, tf.uint8)).numpy())
+
+
+def main(argv):
+    del argv
+    if not FLAGS.workdir:
+        raise app.UsageError("--workdir is required")
+    with cli.one_line_errors():
+        summary = find_noisy_labels(FLAGS.workdir, FLAGS.saved_model, FLAGS.output,
+                                    FLAGS.grid, FLAGS.chunk_size)
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    _define_flags()
+    cli.run(main)

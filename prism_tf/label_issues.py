@@ -1,0 +1,111 @@
+"""Which training labels look wrong, and how well a ranking finds them.
+
+`clean_probabilities` scores every sample of a labelled set as PRISM's
+selector scores a batch (softmax over class centres of cosine similarity,
+`PrismSelector`), but against the centres of the whole set instead of a
+memory, and leave-one-out: a sample never counts towards its own class's
+centre, which would otherwise pull small classes' scores up (a class of 5
+images would hold a fifth of each member's own embedding).
+`ranking_metrics` says how well such a score ranks the truly wrong labels
+first.
+"""
+
+from typing import Dict, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+
+def clean_probabilities(embeddings, labels, num_classes: int, temperature: float = 1.0,
+                        chunk_size: int = 4096) -> Tuple[np.ndarray, np.ndarray]:
+    """P(label is clean) and the most likely label of every sample.
+
+    Args:
+      embeddings: float [N, D], L2-normalised as the model outputs them.
+      labels: int [N] in [0, num_classes), the labels to check.
+      num_classes: C.
+      temperature: divides the logits (`PrismSelector`'s default is 1).
+      chunk_size: samples scored at a time ([chunk, C] similarities).
+
+    Returns:
+      p_clean: float64 [N]; NaN where the sample is the only one of its
+        class, so nothing else says what that class looks like.
+      most_likely: int64 [N], the class whose centre fits best (the own
+        class's centre leaving the sample out).
+
+    >>> z = [[1., 0.], [1., 0.], [0., 1.], [0., 1.], [0., 1.]]
+    >>> p, best = clean_probabilities(z, [0, 0, 1, 1, 0], num_classes=2)
+    >>> best.tolist()
+    [0, 0, 1, 1, 1]
+    >>> bool(p[4] < 0.5 < p[0])
+    True
+    """
+    z = tf.cast(tf.convert_to_tensor(embeddings), tf.float32)
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"clean_probabilities: labels must be in [0, {num_classes})")
+    if z.shape.rank != 2 or z.shape[0] != labels.size:
+        raise ValueError(f"clean_probabilities: embeddings {z.shape} for {labels.size} labels")
+    sums = tf.math.unsorted_segment_sum(z, labels, num_classes)
+    counts = tf.cast(tf.math.bincount(tf.cast(labels, tf.int32), minlength=num_classes,
+                                      maxlength=num_classes), tf.float32)
+    p_clean, most_likely = [], []
+    for start in range(0, labels.size, chunk_size):
+        chunk, own = z[start:start + chunk_size], labels[start:start + chunk_size]
+        similarity_sums = tf.matmul(chunk, sums, transpose_b=True)   # [b, C]
+        own_onehot = tf.one_hot(own, num_classes) > 0
+        # Leave one out: the own class without this sample.
+        own_count = tf.gather(counts, own) - 1.0
+        class_counts = tf.where(own_onehot, own_count[:, None], counts[None, :])
+        similarity_sums -= tf.where(own_onehot, tf.reduce_sum(chunk * chunk, 1)[:, None], 0.0)
+        present = class_counts > 0
+        logits = tf.where(present, similarity_sums / tf.maximum(class_counts, 1.0) / temperature,
+                          -np.inf)
+        own_logit = tf.reduce_sum(tf.where(own_onehot, logits, 0.0), axis=1)
+        probability = tf.exp(own_logit - tf.reduce_logsumexp(logits, axis=1))
+        p_clean.append(tf.where(own_count > 0, probability, np.nan).numpy())
+        most_likely.append(tf.argmax(logits, axis=1).numpy())
+    if not p_clean:
+        return np.zeros(0), np.zeros(0, np.int64)
+    return np.concatenate(p_clean).astype(np.float64), np.concatenate(most_likely)
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their mean rank."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    upper = np.cumsum(counts)
+    return (upper - (counts - 1) / 2.0)[inverse]
+
+
+def ranking_metrics(suspicion, is_wrong, top_k: Sequence[int] = ()) -> Dict[str, float]:
+    """How well `suspicion` (higher = more likely wrong) ranks the wrong labels.
+
+    Returns ROC AUC (ties count half), average precision (samples in
+    decreasing suspicion, ties in their given order), and precision and
+    recall among the `k` most suspected, for each k in `top_k` and for k =
+    the number of wrong labels (`..._at_wrong_count`: there precision equals
+    recall).
+
+    >>> m = ranking_metrics([0.9, 0.8, 0.3, 0.1], [True, False, True, False], top_k=[1])
+    >>> m["roc_auc"], round(m["average_precision"], 3), m["precision_at_1"]
+    (0.75, 0.833, 1.0)
+    """
+    suspicion = np.asarray(suspicion, np.float64).reshape(-1)
+    is_wrong = np.asarray(is_wrong, bool).reshape(-1)
+    if suspicion.size != is_wrong.size or not np.isfinite(suspicion).all():
+        raise ValueError("ranking_metrics: one finite suspicion per sample is needed")
+    wrong, right = int(is_wrong.sum()), int((~is_wrong).sum())
+    if not wrong or not right:
+        raise ValueError("ranking_metrics: needs both wrong and right labels "
+                         f"(got {wrong} wrong, {right} right)")
+    ranks = _average_ranks(suspicion)
+    metrics = {"roc_auc": (ranks[is_wrong].sum() - wrong * (wrong + 1) / 2) / (wrong * right)}
+    order = np.argsort(-suspicion, kind="stable")
+    hits = np.cumsum(is_wrong[order])
+    positions = np.arange(1, suspicion.size + 1)
+    metrics["average_precision"] = float((hits / positions)[is_wrong[order]].mean())
+    for name, k in [(f"at_{k}", k) for k in top_k] + [("at_wrong_count", wrong)]:
+        found = int(hits[min(k, suspicion.size) - 1])
+        metrics[f"precision_{name}"] = found / min(k, suspicion.size)
+        metrics[f"recall_{name}"] = found / wrong
+    return {name: float(value) for name, value in metrics.items()}

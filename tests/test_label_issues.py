@@ -1,0 +1,136 @@
+"""The noisy-label finder: leave-one-out clean probabilities, ranking
+metrics against brute force, and the pipeline on a trained run."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from configs import default
+from pipelines.find_noisy_labels import find_noisy_labels
+from pipelines.train import train
+from prism_tf.label_issues import clean_probabilities, ranking_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _reference_clean_probabilities(z, labels, num_classes, temperature):
+    """Loop over samples: each class centre from the other samples of the set."""
+    p, best = [], []
+    for i in range(len(z)):
+        others = np.arange(len(z)) != i
+        logits = np.full(num_classes, -np.inf)
+        for k in range(num_classes):
+            members = others & (labels == k)
+            if members.any():
+                logits[k] = z[i] @ z[members].mean(0) / temperature
+        best.append(int(np.argmax(logits)))
+        own = logits[labels[i]]
+        p.append(np.nan if np.isinf(own) else np.exp(own - np.logaddexp.reduce(logits)))
+    return np.array(p), np.array(best)
+
+
+def test_clean_probabilities_match_a_leave_one_out_loop():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(70, 6))
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    labels = rng.integers(0, 5, 70)
+    labels[0] = 6   # alone in class 6: unscorable; class 7 empty
+    p, best = clean_probabilities(z.astype("float32"), labels, num_classes=8, temperature=0.1,
+                                  chunk_size=16)
+    p_ref, best_ref = _reference_clean_probabilities(z, labels, 8, 0.1)
+    np.testing.assert_allclose(p, p_ref, rtol=1e-4, atol=1e-6)
+    assert np.isnan(p[0]) and np.isnan(p).sum() == 1
+    np.testing.assert_array_equal(best, best_ref)
+
+
+def test_clean_probabilities_refuse_labels_outside_the_classes():
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 2\)"):
+        clean_probabilities(np.ones((2, 3), "float32"), [0, 2], num_classes=2)
+
+
+def test_ranking_metrics_match_brute_force():
+    rng = np.random.default_rng(1)
+    suspicion = rng.integers(0, 6, 200).astype(float)   # many ties
+    wrong = rng.random(200) < 0.3
+    metrics = ranking_metrics(suspicion, wrong, top_k=[10, 50])
+    pairs = suspicion[wrong][:, None] - suspicion[~wrong][None, :]
+    assert metrics["roc_auc"] == pytest.approx((pairs > 0).mean() + 0.5 * (pairs == 0).mean())
+    order = np.argsort(-suspicion, kind="stable")
+    precisions = [wrong[order][:k + 1].mean() for k in range(200) if wrong[order][k]]
+    assert metrics["average_precision"] == pytest.approx(np.mean(precisions))
+    assert metrics["precision_at_10"] == wrong[order][:10].mean()
+    assert metrics["recall_at_50"] == wrong[order][:50].sum() / wrong.sum()
+    count = int(wrong.sum())
+    assert metrics["precision_at_wrong_count"] == metrics["recall_at_wrong_count"] == (
+        wrong[order][:count].sum() / count)
+
+
+def test_ranking_metrics_need_both_kinds_of_label():
+    with pytest.raises(ValueError, match="needs both wrong and right labels"):
+        ranking_metrics([0.1, 0.2], [False, False])
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("finder") / "run"
+    config = default.get_config()
+    config.train.steps, config.train.eval_every = 40, 40
+    train(config, str(workdir), verbose=0)
+    return workdir
+
+
+def test_the_finder_ranks_the_injected_wrong_labels_first(trained_run, tmp_path):
+    summary = find_noisy_labels(str(trained_run), output=str(tmp_path), grid=20)
+    assert summary["samples"] == 4000 and summary["ground_truth"]
+    assert summary["unscorable_single_sample_classes"] == 0
+    assert summary["roc_auc"] > 0.75 and summary["average_precision"] > 0.7
+    with (tmp_path / "noisy_labels.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 4000
+    assert [int(r["rank"]) for r in rows] == list(range(1, 4001))
+    assert sorted(int(r["sample"]) for r in rows) == list(range(4000))
+    p = [float(r["clean_probability"]) for r in rows]
+    assert p == sorted(p)
+    data = json.loads((trained_run / "data.json").read_text())
+    assert sum(int(r["is_wrong"]) for r in rows) == data["noise"]["noisy_samples"]
+    # The top suspects are mostly wrong labels, and most of those are moved
+    # to another class than the one they were given.
+    top = rows[:400]
+    assert np.mean([int(r["is_wrong"]) for r in top]) > 0.8
+    assert np.mean([r["most_likely_label"] != r["given_label"] for r in top]) > 0.5
+    assert summary == json.loads((tmp_path / "noisy_labels.json").read_text())
+    png = (tmp_path / "noisy_labels.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+
+
+def test_the_command_writes_beside_the_run_and_refuses_a_folder_that_is_no_run(
+        trained_run, tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.find_noisy_labels", f"--workdir={trained_run}",
+         "--grid=0"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["samples"] == 4000
+    assert (trained_run / "noisy_labels.csv").is_file()
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.find_noisy_labels", f"--workdir={tmp_path}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "not a training workdir" in result.stderr
+
+
+def test_the_finder_scores_an_export_as_it_scores_the_checkpoint(trained_run, tmp_path):
+    from pipelines.export import export_run
+    version = export_run(str(trained_run), str(tmp_path / "models"))
+    from_export = find_noisy_labels(str(trained_run), saved_model=str(version),
+                                    output=str(tmp_path / "export"), grid=0)
+    from_checkpoint = find_noisy_labels(str(trained_run), output=str(tmp_path / "ckpt"), grid=0)
+    assert from_export == pytest.approx(from_checkpoint, abs=1e-4)
+    assert not (tmp_path / "export" / "noisy_labels.png").exists()
