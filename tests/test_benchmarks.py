@@ -92,3 +92,12 @@ def test_scale_cell_reports_time_and_memory():
             assert cell[f"{name} | jit={jit} | ms"] > 0
             assert cell[f"{name} | jit={jit} | peak MiB"] >= 0
     assert table({(256, 10): cell}).splitlines()[2].startswith("| 256 | 10 | 0 |")
+
+
+def test_finder_benchmark_times_scoring_and_counts_unscorable_samples():
+    from pipelines.benchmarks.finder import benchmark, table
+    results = benchmark([50], [40], dim=8, repeats=2)
+    assert results[(50, 40)]["seconds"] > 0
+    # 50 samples over 40 classes: some classes hold a single sample.
+    assert 0 < results[(50, 40)]["unscorable"] < 50
+    assert table(results, 8).splitlines()[2].startswith("| 50 | 40 | 8 | ")
