@@ -12,7 +12,7 @@ PYTHON ?= python3
 	$*/bin/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
-.venv/.installed: EXTRAS = test,faiss
+.venv/.installed: EXTRAS = test,faiss,cleanlab
 .venv-legacy/.installed: EXTRAS = legacy,test
 
 train: .venv/.installed

@@ -31,6 +31,8 @@ setup(
     extras_require={
         "test": ["pytest>=8"],
         "faiss": ["faiss-cpu>=1.7"],   # optional exact kNN backend for evaluation
+        # the noisy-label finder's comparison (pipelines/benchmarks/label_issues.py)
+        "cleanlab": ["cleanlab>=2.6"],
         # Keras 2 and TensorFlow Addons' losses; needs Python <= 3.11.
         # tensorflow-metadata 1.16+ needs protobuf 5, which TF 2.15 refuses.
         "legacy": ["tensorflow>=2.15,<2.16", "tensorflow-addons>=0.23,<0.24",

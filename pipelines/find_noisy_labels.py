@@ -46,10 +46,11 @@ def _define_flags() -> None:
     flags.DEFINE_integer("chunk_size", 4096, "Samples scored at a time.")
 
 
-def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
-                      output: Optional[str] = None, grid: int = 64,
-                      chunk_size: int = 4096) -> Dict[str, float]:
-    """Writes the ranked list, grid and summary; returns the summary."""
+def training_embeddings(workdir: str, saved_model: Optional[str] = None):
+    """(config, training split, preprocessing, index, embeddings) of a run:
+    its training split (the labels it trained on) embedded in evaluation
+    preprocessing by its checkpoint or `saved_model`; `index` [N] says which
+    sample of the split each embedding row is (unreadable images left out)."""
     if saved_model:
         config, _ = experiment.read_run(workdir)
         signature = tf.saved_model.load(saved_model).signatures["serving_default"]
@@ -58,7 +59,6 @@ def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
     else:
         config, preprocessing, model = experiment.restore_run(workdir)
         embed = lambda images: model(images, training=False)  # noqa: E731
-    output = Path(output or workdir)
     split, _ = experiment.load_splits(config)
     preprocessing = preprocessing.for_split(split)
     samples = sample_dataset(split, CorruptImageLog(config.data.strict), preprocessing.channels)
@@ -66,6 +66,15 @@ def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
                .map(lambda s: (preprocessing.eval_view(s["image"]), s["index"]))
                .batch(config.eval.batch_size))
     embeddings, index = embed_dataset(embed, batches)
+    return config, split, preprocessing, index, embeddings
+
+
+def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
+                      output: Optional[str] = None, grid: int = 64,
+                      chunk_size: int = 4096) -> Dict[str, float]:
+    """Writes the ranked list, grid and summary; returns the summary."""
+    _, split, preprocessing, index, embeddings = training_embeddings(workdir, saved_model)
+    output = Path(output or workdir)
     labels = split.labels[index]
     p_clean, most_likely = clean_probabilities(embeddings, labels, split.num_classes,
                                                chunk_size=chunk_size)

@@ -101,3 +101,27 @@ def test_finder_benchmark_times_scoring_and_counts_unscorable_samples():
     # 50 samples over 40 classes: some classes hold a single sample.
     assert 0 < results[(50, 40)]["unscorable"] < 50
     assert table(results, 8).splitlines()[2].startswith("| 50 | 40 | 8 | ")
+
+
+def test_label_issue_comparison_scores_every_method_on_the_same_embeddings():
+    pytest.importorskip("cleanlab")
+    import numpy as np
+    from pipelines.benchmarks.label_issues import (METHODS, cleanlab_cv_scores,
+                                                   cleanlab_knn_scores, compare, prism_scores,
+                                                   table)
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.arange(6), 40)
+    centres = rng.normal(size=(6, 16))
+    z = centres[truth] + 0.3 * rng.normal(size=(240, 16))
+    z = (z / np.linalg.norm(z, axis=1, keepdims=True)).astype("float32")
+    wrong = rng.random(240) < 0.3
+    labels = np.where(wrong, (truth + rng.integers(1, 6, 240)) % 6, truth) + 10   # not 0..5
+    scorers = {"prism": prism_scores, "cleanlab_knn": cleanlab_knn_scores,
+               "cleanlab_cv": cleanlab_cv_scores}
+    results = compare(z, labels, wrong, scorers)
+    for method in METHODS:
+        assert results[method]["roc_auc"] > 0.9, method
+    assert "flagged_recall" not in results["prism"]
+    assert results["cleanlab_knn"]["flagged_recall"] > 0.5
+    lines = table({("symmetric", 0.3): [results]}).splitlines()
+    assert len(lines) == 2 + len(METHODS) and lines[2].startswith("| symmetric 0.3 | prism | 1 |")
