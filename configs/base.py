@@ -62,7 +62,7 @@ def base_config() -> ml_collections.ConfigDict:
         # --config.selector.noise_rate=auto parses.
         noise_rate=ml_collections.FieldReference(0.5, field_type=object),
         window_size=10,
-        scoring="centers",     # centers | full
+        scoring="centers",     # centers | full | vmf (vMF-Sim, prism_tf.vmf)
         max_noise_estimate=0.7,  # the guard: keep all while the estimate is above it
     )
     config.memory = dict(

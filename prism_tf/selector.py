@@ -5,10 +5,10 @@ from typing import Tuple, Union
 import keras
 import tensorflow as tf
 
-from prism_tf import compat
+from prism_tf import compat, vmf
 from prism_tf.memory_bank import MemoryBank, check_labels
 
-SCORINGS = ("centers", "full")
+SCORINGS = ("centers", "full", "vmf")
 AUTO = "auto"
 
 
@@ -56,9 +56,13 @@ class PrismSelector(keras.layers.Layer):
       noise_rate: expected share of wrong labels R, in [0, 1), or "auto".
       window_size: number of past thresholds (and noise estimates) averaged (tau).
       temperature: divides the logits.
-      scoring: "centers" (PRISM's accelerated form, one [B, C] matmul) or
-        "full" (average similarity to every memory row of the class, one
-        [B, K] matmul; the same numbers, for comparison).
+      scoring: "centers" (PRISM's AvgSim in its accelerated form, one
+        [B, C] matmul), "full" (average similarity to every memory row of
+        the class, one [B, K] matmul; the same numbers, for comparison) or
+        "vmf" (vMF-Sim, the journal version: a von Mises-Fisher
+        distribution per class, mean direction and concentration from the
+        class's rows, so a tight class weighs a given similarity more than a
+        spread one; `prism_tf.vmf`).
       max_noise_estimate: the guard's limit, in (0, 1]; 1 turns it off (the
         authors' selector).
 
@@ -149,9 +153,9 @@ class PrismSelector(keras.layers.Layer):
         embeddings = tf.cast(tf.convert_to_tensor(embeddings), tf.float32)
         counts = tf.convert_to_tensor(bank.class_counts)
         # Sum of similarities to each class's rows; divided by the counts this
-        # is w_k . z. "centers" gets it from the class sums, [B, C] work after
-        # one matmul, without materialising the [C, D] centres.
-        if self.scoring == "centers":
+        # is w_k . z. "centers" (and "vmf") get it from the class sums, [B, C]
+        # work after one matmul, without materialising the [C, D] centres.
+        if self.scoring != "full":
             class_similarity = tf.matmul(embeddings, bank.class_sums, transpose_b=True)
         else:
             row_similarity = tf.matmul(embeddings, bank.embeddings, transpose_b=True)
@@ -159,8 +163,11 @@ class PrismSelector(keras.layers.Layer):
             segments = tf.where(bank.occupied(), bank.labels, bank.num_classes)
             class_similarity = tf.transpose(tf.math.unsorted_segment_sum(
                 tf.transpose(row_similarity), segments, bank.num_classes + 1)[:-1])
-        similarity = class_similarity / tf.cast(tf.maximum(counts, 1), tf.float32)
-        logits = similarity / self.temperature
+        if self.scoring == "vmf":
+            logits = _vmf_logits(class_similarity, bank.class_sums, counts) / self.temperature
+        else:
+            similarity = class_similarity / tf.cast(tf.maximum(counts, 1), tf.float32)
+            logits = similarity / self.temperature
         present = counts > 0
         log_normalizer = tf.reduce_logsumexp(
             tf.where(present[None, :], logits, -float("inf")), axis=1)
@@ -280,3 +287,23 @@ class PrismSelector(keras.layers.Layer):
                       temperature=self.temperature, scoring=self.scoring,
                       max_noise_estimate=self.max_noise_estimate)
         return config
+
+
+def _vmf_logits(class_similarity: tf.Tensor, class_sums: tf.Tensor,
+                counts: tf.Tensor) -> tf.Tensor:
+    """log C_D(kappa_k) + kappa_k mu_k . z for every sample and class [B, C].
+
+    mu_k = s_k / |s_k| and the mean resultant length |s_k| / n_k come from
+    the class sums s_k of n_k unit rows; `class_similarity` is z . s_k.
+    Computed in float64 (the terms reach kappa ~ 1e7 for a class of one
+    row), returned as float32; classes not in memory get finite junk that
+    the caller masks out.
+    """
+    norms = tf.norm(tf.cast(class_sums, tf.float64), axis=1)
+    kappa = vmf.concentration(tf.math.divide_no_nan(norms, tf.cast(counts, tf.float64)),
+                              int(class_sums.shape[-1]))
+    direction_similarity = tf.math.divide_no_nan(tf.cast(class_similarity, tf.float64),
+                                                 norms[None, :])
+    logits = vmf.log_normalizer(kappa, int(class_sums.shape[-1]))[None, :] + (
+        kappa[None, :] * direction_similarity)
+    return tf.cast(logits, tf.float32)

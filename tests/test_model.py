@@ -360,3 +360,15 @@ def test_train_on_batch_raises_on_a_refused_step_and_trains_again_after():
         model.train_on_batch(x[16:], bad)
     model.train_on_batch(x[16:], labels[16:])
     assert int(model.optimizer.iterations) == 2
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_vmf_scoring_trains_and_selects(jit_compile):
+    x, labels, is_noisy = _noisy_clusters(n=512)
+    model = PrismModel(_encoder(), MemoryBank(128, DIM, CLASSES),
+                       PrismSelector(0.5, window_size=4, scoring="vmf"))
+    model.compile(optimizer="adam", jit_compile=jit_compile)
+    logs = _fit(model, _dataset(x, labels % CLASSES, is_noisy), epochs=2, verbose=0)
+    assert all(np.isfinite(v).all() for v in logs.values())
+    # Half the labels are wrong: the kept half is mostly right ones.
+    assert 0.4 < logs["kept_fraction"][-1] < 0.7 and logs["kept_purity"][-1] > 0.8

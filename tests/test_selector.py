@@ -219,3 +219,50 @@ def test_auto_and_the_guard_are_checked_and_saved():
     config = PrismSelector("auto", max_noise_estimate=0.6).get_config()
     assert (config["noise_rate"], config["max_noise_estimate"]) == ("auto", 0.6)
     assert PrismSelector.from_config(config).noise_rate == "auto"
+
+
+def _vmf_reference(z, labels, rows, row_labels, classes):
+    """p_clean under vMF-Sim, with scipy's Bessel function (float64)."""
+    special = pytest.importorskip("scipy.special")
+    dim = z.shape[1]
+    logits = np.full((len(z), classes), -np.inf)
+    for k in range(classes):
+        members = rows[row_labels == k]
+        if len(members):
+            total = members.sum(0)
+            rbar = min(np.linalg.norm(total) / len(members), 1 - 1e-5)
+            kappa = rbar * (dim - rbar ** 2) / (1 - rbar ** 2)
+            order = dim / 2 - 1
+            log_c = (order * np.log(kappa) - dim / 2 * np.log(2 * np.pi)
+                     - (np.log(special.ive(order, kappa)) + kappa))
+            logits[:, k] = log_c + kappa * z @ total / np.linalg.norm(total)
+    own = logits[np.arange(len(z)), labels]
+    return np.exp(own - np.logaddexp.reduce(logits, axis=1))
+
+
+@pytest.mark.parametrize("dim, spread", [(64, 3.0), (512, 0.1)])
+def test_vmf_scoring_matches_scipy(dim, spread):
+    # D = 512 with tight classes: concentrations in the hundreds, where
+    # I_nu(kappa) itself overflows float64.
+    rng = np.random.default_rng(2)
+    classes, size = 5, 60
+    centres = _normalized(rng, classes, dim)
+    row_labels = np.arange(size) % classes
+    rows = centres[row_labels] + spread * rng.normal(size=(size, dim)) / np.sqrt(dim)
+    rows = (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype("float32")
+    bank = MemoryBank(size, dim, classes + 1)   # class 5 stays empty
+    bank.enqueue(rows, row_labels)
+    z = rows[:10] + 0.3 * _normalized(rng, 10, dim)
+    z = (z / np.linalg.norm(z, axis=1, keepdims=True)).astype("float32")
+    labels = rng.integers(0, classes, 10)
+    selector = PrismSelector(0.3, scoring="vmf")
+    p = selector.clean_probability(z, labels, bank).numpy()
+    expected = _vmf_reference(z.astype(float), labels, rows.astype(float), row_labels, classes)
+    assert np.isfinite(p).all()
+    np.testing.assert_allclose(p, expected, rtol=1e-3, atol=1e-6)
+    rbar = np.linalg.norm(rows[row_labels == 0].sum(0)) / (size // classes)
+    kappa = rbar * (dim - rbar ** 2) / (1 - rbar ** 2)
+    assert kappa > 300 or dim < 512, kappa
+    # The same numbers compiled with XLA.
+    compiled = tf.function(lambda z, y: selector.clean_probability(z, y, bank), jit_compile=True)
+    np.testing.assert_allclose(compiled(z, labels).numpy(), p, rtol=1e-5)
