@@ -31,10 +31,10 @@ from typing import Dict, List, Sequence, Tuple
 from absl import app, flags, logging
 import keras
 import ml_collections
-import numpy as np
 from ml_collections import config_flags
 
 from pipelines import cli, experiment
+from pipelines.benchmarks.common import mean_std
 from pipelines.train import train
 from prism_tf.selector import AUTO
 
@@ -113,9 +113,6 @@ def parse_noise(setting: str) -> Tuple[str, float]:
         raise ValueError(f"--noise entry {setting!r}: expected kind:rate, e.g. symmetric:0.5")
 
 
-def _mean_std(values: List[float]) -> str:
-    return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "-"
-
 
 MEMORY_START = "precision_at_1_at_memory_start"
 
@@ -134,11 +131,11 @@ def table(results: Dict[Run, Dict[str, float]]) -> str:
              "| noise recall | kept fraction | noise estimate |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for (method, kind, rate), runs in groups.items():
-        cells = [_mean_std([m[key] for m in runs if key in m])
+        cells = [mean_std([m[key] for m in runs if key in m])
                  for key in ("precision_at_1", MEMORY_START, "map_at_r", "kept_purity")]
         # With clean labels there is no noise to recall.
-        cells.append(_mean_std([m["noise_recall"] for m in runs]) if rate > 0 else "n/a")
-        cells += [_mean_std([m[key] for m in runs if key in m])
+        cells.append(mean_std([m["noise_recall"] for m in runs]) if rate > 0 else "n/a")
+        cells += [mean_std([m[key] for m in runs if key in m])
                   for key in ("kept_fraction", "noise_estimate")]
         lines.append(f"| {method} | {kind} {rate:g} | {len(runs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

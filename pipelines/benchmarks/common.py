@@ -1,7 +1,7 @@
-"""What the speed benchmarks share: random inputs and a timer."""
+"""What the benchmarks share: random inputs, a timer, mean ± std cells."""
 
 import time
-from typing import Callable
+from typing import Callable, List
 
 import numpy as np
 import tensorflow as tf
@@ -34,3 +34,8 @@ def time_per_call(fn: Callable[[], object], iterations: int) -> float:
         result = fn()
     tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, result)
     return (time.perf_counter() - start) / iterations
+
+
+def mean_std(values: List[float]) -> str:
+    """A table cell: mean ± std over seeds or runs, "-" when there is none."""
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "-"

@@ -30,6 +30,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from absl import app, flags
 import numpy as np
 
+from pipelines.benchmarks.common import mean_std
 from pipelines.find_noisy_labels import training_embeddings
 from prism_tf.label_issues import clean_probabilities, ranking_metrics
 
@@ -115,9 +116,6 @@ def benchmark(workdirs: List[str], k: int = 10, folds: int = 5
     return groups
 
 
-def _mean_std(values: List[float]) -> str:
-    return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "-"
-
 
 def table(groups: Dict[Tuple[str, float], List[Dict[str, Dict[str, float]]]]) -> str:
     """Markdown: one row per (noise, method), statistics over the runs."""
@@ -128,7 +126,7 @@ def table(groups: Dict[Tuple[str, float], List[Dict[str, Dict[str, float]]]]) ->
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for (kind, rate), runs in groups.items():
         for method in METHODS:
-            cells = [_mean_std([run[method][c] for run in runs if c in run[method]])
+            cells = [mean_std([run[method][c] for run in runs if c in run[method]])
                      for c in columns]
             lines.append(f"| {kind} {rate:g} | {method} | {len(runs)} | "
                          + " | ".join(cells) + " |")
