@@ -19,6 +19,7 @@ against the class centres of the whole split, leaving the sample out
 """
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Dict, Optional
@@ -99,16 +100,15 @@ def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
 
 
 def _write_csv(path: Path, split, index, labels, most_likely, p_clean, known: bool) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["rank", "sample", "path", "given_label", "most_likely_label",
-                         "clean_probability"] + (["is_wrong"] if known else []))
-        for rank, (i, label, best, p) in enumerate(zip(index, labels, most_likely, p_clean), 1):
-            row = [rank, int(i), split.paths[i] if split.paths is not None else "", int(label),
-                   int(best), "" if np.isnan(p) else f"{p:.6g}"]
-            writer.writerow(row + ([int(split.is_noisy[i])] if known else []))
-    temporary.replace(path)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["rank", "sample", "path", "given_label", "most_likely_label",
+                     "clean_probability"] + (["is_wrong"] if known else []))
+    for rank, (i, label, best, p) in enumerate(zip(index, labels, most_likely, p_clean), 1):
+        row = [rank, int(i), split.paths[i] if split.paths is not None else "", int(label),
+               int(best), "" if np.isnan(p) else f"{p:.6g}"]
+        writer.writerow(row + ([int(split.is_noisy[i])] if known else []))
+    experiment.write_atomically(path, text.getvalue())
 
 
 def _write_grid(path: Path, split, index, preprocessing, known: bool) -> None:
