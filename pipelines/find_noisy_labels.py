@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import cli, experiment
+from pipelines.evaluate import embedder
 from prism_tf.data.pipeline import CorruptImageLog, sample_dataset
 from prism_tf.evaluation import embed_dataset
 from prism_tf.label_issues import clean_probabilities, ranking_metrics
@@ -50,16 +51,10 @@ def _define_flags() -> None:
 def training_embeddings(workdir: str, saved_model: Optional[str] = None):
     """(config, training split, preprocessing, index, embeddings) of a run:
     its training split (the labels it trained on) embedded in evaluation
-    preprocessing by its checkpoint or `saved_model`; `index` [N] says which
+    preprocessing by its checkpoint (under the run's strategy) or
+    `saved_model` (`pipelines.evaluate.embedder`); `index` [N] says which
     sample of the split each embedding row is (unreadable images left out)."""
-    if saved_model:
-        config, _ = experiment.read_run(workdir)
-        signature = tf.saved_model.load(saved_model).signatures["serving_default"]
-        embed = lambda images: signature(images=images)["embeddings"]  # noqa: E731
-        preprocessing = experiment.preprocessing(config)
-    else:
-        config, preprocessing, model = experiment.restore_run(workdir)
-        embed = lambda images: model(images, training=False)  # noqa: E731
+    config, preprocessing, embed = embedder(workdir, saved_model)
     split, _ = experiment.load_splits(config)
     preprocessing = preprocessing.for_split(split)
     samples = sample_dataset(split, CorruptImageLog(config.data.strict), preprocessing.channels)
