@@ -85,12 +85,12 @@ def make_pairs(labels, embeddings, sample_weight=None, ref_embeddings=None,
     )
 
 
-def _weighted_mean(values: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+def weighted_mean(values: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
     """sum(w * v) / sum(w), 0 when all weights are 0."""
     return tf.math.divide_no_nan(tf.reduce_sum(weights * values), tf.reduce_sum(weights))
 
 
-def _weighted_logsumexp(logits: tf.Tensor, weights: tf.Tensor, axis: int) -> tf.Tensor:
+def weighted_logsumexp(logits: tf.Tensor, weights: tf.Tensor, axis: int) -> tf.Tensor:
     """log(sum(w * exp(x))) along `axis`; about -1e4 where every w is 0."""
     on = weights > 0
     peak = tf.reduce_max(tf.where(on, logits, _EMPTY_LOGIT), axis=axis, keepdims=True)
@@ -188,7 +188,7 @@ class ContrastiveLoss(MetricLoss):
         d = pairwise_distance(pairs.anchors, pairs.references, "L2")
         per_pair = tf.where(pairs.same_label, tf.square(d),
                             tf.square(tf.maximum(self.margin - d, 0.0)))
-        return _weighted_mean(per_pair, pairs.pair_weight)
+        return weighted_mean(per_pair, pairs.pair_weight)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "margin": self.margin}
@@ -220,7 +220,7 @@ class TripletSemiHardLoss(MetricLoss):
         farthest = tf.reduce_max(tf.where(is_negative, d, 0.0), axis=1, keepdims=True)
         negative = tf.where(tf.math.is_finite(outside) & (outside > d), outside, farthest)
         per_pair = tf.maximum(self.margin + d - negative, 0.0)
-        return _weighted_mean(per_pair, pairs.positive_weight)
+        return weighted_mean(per_pair, pairs.positive_weight)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "margin": self.margin, "distance": self.distance}
@@ -253,7 +253,7 @@ class TripletHardLoss(MetricLoss):
             tf.reduce_min(tf.where(is_negative, d, float("inf")), axis=1), farthest)
         gap = hardest_positive - hardest_negative
         per_anchor = tf.math.softplus(gap) if self.soft else tf.maximum(gap + self.margin, 0.0)
-        return _weighted_mean(per_anchor, pairs.anchor_weight)
+        return weighted_mean(per_anchor, pairs.anchor_weight)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "margin": self.margin, "soft": self.soft,
@@ -279,12 +279,12 @@ class LiftedStructLoss(MetricLoss):
         d = pairwise_distance(pairs.anchors, pairs.references, "L2")
         # Negatives are chosen by weight > 0 but not scaled by it, as in TFA.
         negative = tf.cast(pairs.negative_weight > 0, tf.float32)
-        anchor_side = _weighted_logsumexp(self.margin - d, negative, axis=1)
-        reference_side = _weighted_logsumexp(self.margin - d, negative, axis=0)
+        anchor_side = weighted_logsumexp(self.margin - d, negative, axis=1)
+        reference_side = weighted_logsumexp(self.margin - d, negative, axis=0)
         a, b = anchor_side[:, None], reference_side[None, :]
         # log(exp(a) + exp(b)), stable for the large negative empty sums.
         j = tf.maximum(a, b) + tf.math.log1p(tf.exp(-tf.abs(a - b))) + d
-        return 0.5 * _weighted_mean(tf.square(tf.maximum(j, 0.0)), pairs.positive_weight)
+        return 0.5 * weighted_mean(tf.square(tf.maximum(j, 0.0)), pairs.positive_weight)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "margin": self.margin}
@@ -309,11 +309,11 @@ class MultiSimilarityLoss(MetricLoss):
         s = cosine_similarity(pairs.anchors, pairs.references)
         positive_weight = tf.where(pairs.same_label, pairs.reference_weight, 0.0)
         negative_weight = tf.where(pairs.same_label, 0.0, pairs.reference_weight)
-        positive = _weighted_logsumexp(-self.alpha * (s - self.base), positive_weight, 1)
-        negative = _weighted_logsumexp(self.beta * (s - self.base), negative_weight, 1)
+        positive = weighted_logsumexp(-self.alpha * (s - self.base), positive_weight, 1)
+        negative = weighted_logsumexp(self.beta * (s - self.base), negative_weight, 1)
         per_anchor = (tf.math.softplus(positive) / self.alpha
                       + tf.math.softplus(negative) / self.beta)
-        return _weighted_mean(per_anchor, pairs.anchor_weight)
+        return weighted_mean(per_anchor, pairs.anchor_weight)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "alpha": self.alpha, "beta": self.beta,

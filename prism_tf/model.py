@@ -1,6 +1,6 @@
 """PrismModel: a Keras model whose `train_step` trains on the clean-looking samples."""
 
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Tuple, Union
 
 import keras
 import tensorflow as tf
@@ -9,10 +9,13 @@ from prism_tf import compat
 from prism_tf.losses import MemoryContrastiveLoss, MetricLoss
 from prism_tf.memory_bank import MemoryBank
 from prism_tf.metrics import KeptPurity, NoiseRecall
+from prism_tf.proxy_losses import ProxyLoss
 from prism_tf.replicas import GlobalBatch
-from prism_tf.selector import PrismSelector
+from prism_tf.selector import PROXIES, PrismSelector
 
-LossLike = Union[MetricLoss, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]]
+LossLike = Union[MetricLoss, ProxyLoss, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]]
+# Batch losses that take per-sample weights (so masks work under XLA).
+_WEIGHTED_LOSSES = (MetricLoss, ProxyLoss)
 
 _TRACKED = ("loss", "batch_loss", "memory_loss", "kept_fraction", "threshold",
             "noise_estimate")
@@ -75,15 +78,20 @@ class PrismModel(keras.Model):
     and the logged values are the global batch's.
 
     `compile(loss=...)` sets the batch loss, as `batch_loss=` does; giving
-    both is an error.
+    both is an error. A proxy batch loss (`prism_tf.proxy_losses`) trains
+    its proxies with the model's optimizer, or with its own:
+    `compile(optimizer=..., proxy_optimizer=...)`. With
+    `PrismSelector(scoring="proxies")` (ProxySim) the selector scores with
+    those proxies instead of the memory's class centres.
 
     Args:
       encoder: any Keras model or layer mapping inputs to [B, D] features.
       memory_bank: a `MemoryBank` with `dim` = D.
       selector: a `PrismSelector`, or None for no selection (XBM).
-      batch_loss: a `MetricLoss` (masked, works under XLA) or any callable
-        (labels, embeddings) -> scalar such as a TFA loss (given the kept
-        rows by boolean masking, so not under `jit_compile`). Default MCL.
+      batch_loss: a `MetricLoss` or a `ProxyLoss` (masked, works under
+        XLA) or any callable (labels, embeddings) -> scalar such as a TFA
+        loss (given the kept rows by boolean masking, so not under
+        `jit_compile`). Default MCL.
       memory_loss: a `MetricLoss` taking a reference set. Default MCL.
       memory_weight: weight of the memory loss (0: the memory only scores
         samples, and the memory loss is neither computed nor logged).
@@ -129,6 +137,7 @@ class PrismModel(keras.Model):
         self.memory_weight = float(memory_weight)
         self.memory_start_step = memory_start_step
         self.normalize_memory_loss = bool(normalize_memory_loss)
+        self.proxy_optimizer = None
         self._trackers = {name: keras.metrics.Mean(name=name) for name in _TRACKED}
         self._selection_metrics = [KeptPurity(), NoiseRecall()]
         self._memory_fill = keras.metrics.Mean(name="memory_fill")
@@ -137,8 +146,10 @@ class PrismModel(keras.Model):
             name="failure", shape=(2,), dtype="int64", trainable=False,
             initializer="zeros")
 
-    def compile(self, optimizer="rmsprop", loss=None, **kwargs) -> None:
-        """Keras's `compile`; `loss`, if given, becomes the batch loss."""
+    def compile(self, optimizer="rmsprop", loss=None, proxy_optimizer=None,
+                **kwargs) -> None:
+        """Keras's `compile`; `loss`, if given, becomes the batch loss, and
+        `proxy_optimizer`, if given, trains a proxy batch loss's proxies."""
         if loss is not None:
             if isinstance(loss, str) or not callable(loss):
                 raise TypeError(
@@ -149,13 +160,44 @@ class PrismModel(keras.Model):
                     "PrismModel: the batch loss was given to the constructor and again "
                     "to compile(loss=...); give it once")
             self.batch_loss, self._batch_loss_given = loss, True
+        if proxy_optimizer is not None:
+            if not isinstance(self.batch_loss, ProxyLoss):
+                raise ValueError(
+                    "PrismModel.compile: proxy_optimizer trains a proxy loss's proxies; "
+                    f"the batch loss {type(self.batch_loss).__name__} has none")
+            proxy_optimizer = keras.optimizers.get(proxy_optimizer)
         super().compile(optimizer=optimizer, **kwargs)
+        if proxy_optimizer is not None and compat.is_loss_scale_optimizer(self.optimizer):
+            raise ValueError("PrismModel.compile: a proxy_optimizer under mixed precision "
+                             "(a loss-scaling optimizer) is not supported")
+        self.proxy_optimizer = proxy_optimizer
+
+    def get_compile_config(self) -> Optional[dict]:
+        """Keras's compile config, with the proxy optimizer (for `.keras` files)."""
+        config = super().get_compile_config()
+        if config is not None and self.proxy_optimizer is not None:
+            config["proxy_optimizer"] = compat.serialize(self.proxy_optimizer)
+        return config
+
+    def optimizer_groups(self) -> list:
+        """[(optimizer, the trainable variables it updates)]: the model's
+        optimizer, and the proxy optimizer for the proxies if there is one."""
+        if self.proxy_optimizer is None:
+            return [(self.optimizer, self.trainable_variables)]
+        proxies = {id(v) for v in self.batch_loss.trainable_variables}
+        return [(self.optimizer, [v for v in self.trainable_variables if id(v) not in proxies]),
+                (self.proxy_optimizer, self.batch_loss.trainable_variables)]
+
+    def build_optimizers(self) -> None:
+        """Creates the optimizers' slots for the variables each one updates."""
+        for optimizer, variables in self.optimizer_groups():
+            optimizer.build(variables)
 
     def compile_from_config(self, config: dict) -> None:
         """What `.keras` loading calls; Keras skips it for a custom `compile`."""
         self.compile(**compat.deserialize(config))
         if self.built:
-            self.optimizer.build(self.trainable_variables)
+            self.build_optimizers()
 
     def fit(self, *args, **kwargs):
         """Keras's `fit`, stopping with `InvalidBatchError` after a refused step."""
@@ -205,9 +247,15 @@ class PrismModel(keras.Model):
 
     def train_step(self, data) -> dict:
         inputs, labels, is_noisy, sample_weight = _unpack(data)
-        if sample_weight is not None and not isinstance(self.batch_loss, MetricLoss):
-            raise ValueError("PrismModel: sample weights need a MetricLoss batch loss; "
-                             f"{type(self.batch_loss).__name__} takes no weights")
+        if sample_weight is not None and not isinstance(self.batch_loss, _WEIGHTED_LOSSES):
+            raise ValueError("PrismModel: sample weights need a MetricLoss or ProxyLoss "
+                             f"batch loss; {type(self.batch_loss).__name__} takes no weights")
+        if (self.selector is not None and self.selector.scoring == PROXIES
+                and not isinstance(self.batch_loss, ProxyLoss)):
+            raise ValueError(
+                "PrismModel: PrismSelector(scoring='proxies') scores with the batch "
+                f"loss's proxies; {type(self.batch_loss).__name__} has none (use a "
+                "prism_tf.proxy_losses loss)")
         # Under tf.distribute each replica holds its rows of the global batch.
         # Selection, batch loss and the memory's update see the whole batch,
         # gathered in the same order on every replica (so all of them write
@@ -263,8 +311,9 @@ class PrismModel(keras.Model):
                 loss += regularization
                 own_loss += regularization / global_batch.replicas
             scaled_loss = compat.scale_loss(self.optimizer, own_loss)
-        gradients = compat.unscale_gradients(
-            self.optimizer, tape.gradient(scaled_loss, self.trainable_variables))
+        groups = self.optimizer_groups()
+        gradients = compat.unscale_gradients(self.optimizer, tape.gradient(
+            scaled_loss, [v for _, variables in groups for v in variables]))
         finite = z_finite & tf.math.is_finite(loss)
         # A NaN input can give finite embeddings (ReLU maps NaN to 0) and NaN
         # gradients. Under loss scaling, non-finite gradients are the loss
@@ -280,7 +329,9 @@ class PrismModel(keras.Model):
         # Once a step is refused, later ones in the same call refuse too.
         none_refused_yet = tf.equal(self.failure[1], 0)
         ok = tf.logical_and(tf.equal(reason, 0), none_refused_yet)
-        compat.apply_gradients_if(ok, self.optimizer, gradients, self.trainable_variables)
+        for optimizer, variables in groups:
+            compat.apply_gradients_if(ok, optimizer, gradients[:len(variables)], variables)
+            gradients = gradients[len(variables):]
         # In a tf.cond, so the bank's own size check cannot fire on a refused batch.
         tf.cond(ok, lambda: self._enqueue(tf.stop_gradient(all_z), all_labels,
                                           (weight > 0) & memory_on),
@@ -319,6 +370,13 @@ class PrismModel(keras.Model):
         self._trackers["loss"].update_state(self.batch_loss(labels, z))
         return {"loss": self._trackers["loss"].result()}
 
+    def label_scores(self, embeddings, labels) -> Tuple[tf.Tensor, tf.Tensor]:
+        """The selector's (p_clean [B], label_rank [B]) of embeddings as
+        `model(x)` gives them, from the memory (or the proxies) as they are."""
+        class_similarity = (self.batch_loss.class_similarity(embeddings)
+                            if self.selector.scoring == PROXIES else None)
+        return self.selector.scores(embeddings, labels, self.memory_bank, class_similarity)
+
     def _select(self, global_batch: GlobalBatch, z: tf.Tensor, labels: tf.Tensor,
                 memory_on: tf.Tensor, advance: tf.Tensor):
         """Keep mask of the global batch [B], threshold and the selector's
@@ -326,8 +384,8 @@ class PrismModel(keras.Model):
         The selector's windows move only if `advance`."""
         # Each replica scores its own rows; the gathers are collectives, so
         # they stay outside the tf.cond.
-        p_clean, label_rank = (global_batch.gather(score) for score in
-                               self.selector.scores(z, labels, self.memory_bank))
+        p_clean, label_rank = (global_batch.gather(score)
+                               for score in self.label_scores(z, labels))
 
         def select():
             self.selector.observe(label_rank, self.memory_bank, advance)
@@ -362,7 +420,7 @@ class PrismModel(keras.Model):
 
     def _batch_loss(self, labels: tf.Tensor, z: tf.Tensor, keep: tf.Tensor,
                     weight: tf.Tensor) -> tf.Tensor:
-        if isinstance(self.batch_loss, MetricLoss):
+        if isinstance(self.batch_loss, _WEIGHTED_LOSSES):
             return self.batch_loss(labels, z, sample_weight=weight)
         return self.batch_loss(tf.boolean_mask(labels, keep), tf.boolean_mask(z, keep))
 

@@ -68,7 +68,7 @@ class CleanProbabilityMonitor(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         model = self.model
         z = embed(model, self.images)
-        p_clean = model.selector.clean_probability(z, self.labels, model.memory_bank).numpy()
+        p_clean = model.label_scores(z, self.labels)[0].numpy()
         if int(model.selector.window_count.numpy()):
             threshold = float(model.selector.window_mean())
         else:  # no threshold yet: what plain top-R would remove

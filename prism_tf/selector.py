@@ -8,7 +8,8 @@ import tensorflow as tf
 from prism_tf import compat, vmf
 from prism_tf.memory_bank import MemoryBank, check_labels
 
-SCORINGS = ("centers", "full", "vmf")
+SCORINGS = ("centers", "full", "vmf", "proxies")
+PROXIES = "proxies"
 AUTO = "auto"
 
 
@@ -62,7 +63,10 @@ class PrismSelector(keras.layers.Layer):
         "vmf" (vMF-Sim, the journal version: a von Mises-Fisher
         distribution per class, mean direction and concentration from the
         class's rows, so a tight class weighs a given similarity more than a
-        spread one; `prism_tf.vmf`).
+        spread one; `prism_tf.vmf`) or "proxies" (ProxySim, the journal
+        version: the batch loss's learned proxies stand for the classes,
+        `class_similarity` from a `prism_tf.proxy_losses.ProxyLoss`; every
+        class counts as present, and the memory only takes the kept rows).
       max_noise_estimate: the guard's limit, in (0, 1]; 1 turns it off (the
         authors' selector).
 
@@ -131,44 +135,38 @@ class PrismSelector(keras.layers.Layer):
 
     # Not `call`: Keras 3 layers take only tensors as positional arguments,
     # and the selector needs the bank. Nothing here needs Layer.__call__.
-    def __call__(self, embeddings, labels, bank: MemoryBank) -> Tuple[tf.Tensor, tf.Tensor]:
+    def __call__(self, embeddings, labels, bank: MemoryBank,
+                 class_similarity=None) -> Tuple[tf.Tensor, tf.Tensor]:
         """Returns (keep bool [B], p_clean float32 [B]) and advances the window."""
-        p_clean, label_rank = self.scores(embeddings, labels, bank)
+        p_clean, label_rank = self.scores(embeddings, labels, bank, class_similarity)
         self.observe(label_rank, bank)
         keep, _ = self.select(p_clean)
         return keep, p_clean
 
-    def clean_probability(self, embeddings, labels, bank: MemoryBank) -> tf.Tensor:
+    def clean_probability(self, embeddings, labels, bank: MemoryBank,
+                          class_similarity=None) -> tf.Tensor:
         """P(label is clean) for each sample [B], from the memory as it is now."""
-        return self.scores(embeddings, labels, bank)[0]
+        return self.scores(embeddings, labels, bank, class_similarity)[0]
 
-    def scores(self, embeddings, labels, bank: MemoryBank) -> Tuple[tf.Tensor, tf.Tensor]:
+    def scores(self, embeddings, labels, bank: MemoryBank,
+               class_similarity=None) -> Tuple[tf.Tensor, tf.Tensor]:
         """(p_clean [B], label_rank [B]) from the memory as it is now.
 
         `label_rank` is the share of the other classes in memory whose
         logit is above the label's (ties count half), or -1 where it says
         nothing: the label's class is not in memory, or no other class is.
+        `class_similarity` [B, C]: the proxies' (`ProxyLoss.class_similarity`),
+        which `scoring="proxies"` needs and the others refuse.
         """
+        if (class_similarity is None) == (self.scoring == PROXIES):
+            raise ValueError(
+                f"PrismSelector(scoring={self.scoring!r}): class_similarity must "
+                f"{'be' if self.scoring == PROXIES else 'not be'} given (it comes from "
+                "a proxy batch loss, prism_tf.proxy_losses)")
         labels = check_labels(labels, bank.num_classes, "PrismSelector")
         embeddings = tf.cast(tf.convert_to_tensor(embeddings), tf.float32)
-        counts = tf.convert_to_tensor(bank.class_counts)
-        # Sum of similarities to each class's rows; divided by the counts this
-        # is w_k . z. "centers" (and "vmf") get it from the class sums, [B, C]
-        # work after one matmul, without materialising the [C, D] centres.
-        if self.scoring != "full":
-            class_similarity = tf.matmul(embeddings, bank.class_sums, transpose_b=True)
-        else:
-            row_similarity = tf.matmul(embeddings, bank.embeddings, transpose_b=True)
-            # Empty slots (label -1) go to an extra segment that is dropped.
-            segments = tf.where(bank.occupied(), bank.labels, bank.num_classes)
-            class_similarity = tf.transpose(tf.math.unsorted_segment_sum(
-                tf.transpose(row_similarity), segments, bank.num_classes + 1)[:-1])
-        if self.scoring == "vmf":
-            logits = _vmf_logits(class_similarity, bank.class_sums, counts) / self.temperature
-        else:
-            similarity = class_similarity / tf.cast(tf.maximum(counts, 1), tf.float32)
-            logits = similarity / self.temperature
-        present = counts > 0
+        present = self._present(bank)
+        logits = self._logits(embeddings, bank, class_similarity) / self.temperature
         log_normalizer = tf.reduce_logsumexp(
             tf.where(present[None, :], logits, -float("inf")), axis=1)
         own_logit = tf.gather(logits, labels, batch_dims=1)
@@ -202,7 +200,7 @@ class PrismSelector(keras.layers.Layer):
         high = tf.reduce_sum(tf.cast(ranked & (label_rank > 0.5), tf.float32))
         # P(u > 1/2 | wrong label) with m = C - 1 other classes, the true one
         # ranking first: u = (1 + j) / m, j uniform in 0..m-1.
-        others = tf.cast(tf.math.count_nonzero(bank.class_counts > 0), tf.float32) - 1.0
+        others = tf.cast(tf.math.count_nonzero(self._present(bank)), tf.float32) - 1.0
         wrong_tail = tf.math.divide_no_nan(others - tf.floor(others / 2.0), others)
         estimate = tf.minimum(tf.math.divide_no_nan(high / tf.maximum(count, 1.0),
                                                     wrong_tail), 1.0)
@@ -264,6 +262,33 @@ class PrismSelector(keras.layers.Layer):
         self.window_count.assign(
             tf.where(advance, tf.where(fallback, 1, count), self.window_count))
         return keep, threshold
+
+    def _logits(self, embeddings: tf.Tensor, bank: MemoryBank,
+                class_similarity) -> tf.Tensor:
+        """Each sample's logit for each class before the temperature [B, C]."""
+        if self.scoring == PROXIES:
+            return tf.cast(class_similarity, tf.float32)
+        counts = tf.convert_to_tensor(bank.class_counts)
+        # Sum of similarities to each class's rows; divided by the counts this
+        # is w_k . z. "centers" (and "vmf") get it from the class sums, [B, C]
+        # work after one matmul, without materialising the [C, D] centres.
+        if self.scoring == "full":
+            row_similarity = tf.matmul(embeddings, bank.embeddings, transpose_b=True)
+            # Empty slots (label -1) go to an extra segment that is dropped.
+            segments = tf.where(bank.occupied(), bank.labels, bank.num_classes)
+            class_sum_similarity = tf.transpose(tf.math.unsorted_segment_sum(
+                tf.transpose(row_similarity), segments, bank.num_classes + 1)[:-1])
+        else:
+            class_sum_similarity = tf.matmul(embeddings, bank.class_sums, transpose_b=True)
+        if self.scoring == "vmf":
+            return _vmf_logits(class_sum_similarity, bank.class_sums, counts)
+        return class_sum_similarity / tf.cast(tf.maximum(counts, 1), tf.float32)
+
+    def _present(self, bank: MemoryBank) -> tf.Tensor:
+        """The classes the scores compare, bool [C]: those in memory, or
+        every class for proxies (each has one from the start)."""
+        counts = tf.convert_to_tensor(bank.class_counts)
+        return tf.ones_like(counts, tf.bool) if self.scoring == PROXIES else counts > 0
 
     def window_mean(self) -> tf.Tensor:
         """Mean of the thresholds now in the window (0 when it is empty)."""

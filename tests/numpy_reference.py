@@ -181,3 +181,39 @@ def multi_similarity(labels, embeddings, ref_embeddings=None, ref_labels=None,
         else:
             negative[i] += math.exp(beta * (s - base))
     return float(np.mean(np.log1p(positive) / alpha + np.log1p(negative) / beta))
+
+
+def _unit(rows):
+    rows = np.asarray(rows, np.float64)
+    return rows / np.linalg.norm(rows, axis=-1, keepdims=True)
+
+
+def soft_triple(labels, embeddings, proxies, centers_per_class, la=20.0, gamma=0.1,
+                margin=0.01):
+    """SoftTriple (Qian et al. 2019, without the regulariser), one sample at a time."""
+    z, w = _unit(embeddings), _unit(proxies)
+    classes = len(w) // centers_per_class
+    losses = []
+    for x, label in zip(z, labels):
+        relaxed = []
+        for c in range(classes):
+            s = w[c * centers_per_class:(c + 1) * centers_per_class] @ x
+            soft = np.exp(s / gamma) / np.exp(s / gamma).sum()
+            relaxed.append(float(soft @ s))
+        logits = [la * (r - (margin if c == label else 0.0)) for c, r in enumerate(relaxed)]
+        losses.append(-logits[label] + math.log(sum(math.exp(v) for v in logits)))
+    return float(np.mean(losses))
+
+
+def proxy_anchor(labels, embeddings, proxies, alpha=32.0, margin=0.1):
+    """Proxy-Anchor (Kim et al. 2020), proxy by proxy."""
+    z, p = _unit(embeddings), _unit(proxies)
+    positive, negative, with_positives = 0.0, 0.0, 0
+    for c, proxy in enumerate(p):
+        s = z @ proxy
+        own = np.asarray(labels) == c
+        if own.any():
+            with_positives += 1
+            positive += math.log1p(np.exp(-alpha * (s[own] - margin)).sum())
+        negative += math.log1p(np.exp(alpha * (s[~own] + margin)).sum())
+    return positive / max(with_positives, 1) + negative / len(p)

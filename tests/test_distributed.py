@@ -23,6 +23,7 @@ from pipelines.evaluate import evaluate
 from pipelines.train import train
 from prism_tf import MemoryBank, PrismModel, PrismSelector, compat, losses
 from prism_tf.model import InvalidBatchError
+from prism_tf.proxy_losses import SoftTripleLoss
 from prism_tf.replicas import GlobalBatch, embed_on_replicas
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,15 +38,20 @@ def _mirrored():
     return strategy
 
 
-def _model(strategy, batch_loss=None, memory_start_step=0):
+def _model(strategy, batch_loss=None, memory_start_step=0, proxysim=False):
+    """With `proxysim`: SoftTriple on its own optimizer, PRISM scoring with its proxies."""
     with strategy.scope():
         keras.utils.set_random_seed(0)
         encoder = keras.Sequential([keras.Input((12,)), keras.layers.Dense(16, activation="relu"),
                                     keras.layers.Dense(DIM)])
+        if proxysim:
+            batch_loss = SoftTripleLoss(CLASSES, DIM, centers_per_class=2)
         model = PrismModel(encoder, MemoryBank(64, DIM, CLASSES),
-                           PrismSelector(0.25, window_size=3), batch_loss=batch_loss,
-                           memory_start_step=memory_start_step)
-        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+                           PrismSelector(0.25, window_size=3,
+                                         scoring="proxies" if proxysim else "centers"),
+                           batch_loss=batch_loss, memory_start_step=memory_start_step)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                      proxy_optimizer=keras.optimizers.Adam(0.05) if proxysim else None)
     return model
 
 
@@ -74,9 +80,10 @@ class _StepLogs(keras.callbacks.Callback):
 
 
 def _state(model):
-    """Encoder, memory bank and selector values, in order."""
-    return [np.asarray(v.numpy(), np.float64)
-            for v in model.encoder.weights + model.memory_bank.weights + model.selector.weights]
+    """Encoder, memory bank, selector and proxy values, in order."""
+    proxies = model.batch_loss.weights if isinstance(model.batch_loss, SoftTripleLoss) else []
+    return [np.asarray(v.numpy(), np.float64) for v in
+            model.encoder.weights + model.memory_bank.weights + model.selector.weights + proxies]
 
 
 def _copies(variable):
@@ -85,10 +92,12 @@ def _copies(variable):
     return [np.asarray(v.numpy()) for v in getattr(tf_variable, "values", [tf_variable])]
 
 
-@pytest.mark.parametrize("case", ["mcl", "semihard_weighted", "memory_from_step_3"])
+@pytest.mark.parametrize("case", ["mcl", "semihard_weighted", "memory_from_step_3",
+                                  "proxysim"])
 def test_two_replicas_train_as_one_device_on_the_same_global_batches(case):
     kwargs = {"mcl": {}, "semihard_weighted": {"batch_loss": losses.TripletSemiHardLoss()},
-              "memory_from_step_3": {"memory_start_step": 3}}[case]
+              "memory_from_step_3": {"memory_start_step": 3},
+              "proxysim": {"proxysim": True}}[case]
     runs = {}
     for name, strategy in (("one", tf.distribute.get_strategy()), ("two", _mirrored())):
         model, logs = _model(strategy, **kwargs), _StepLogs()
@@ -107,10 +116,12 @@ def test_two_replicas_train_as_one_device_on_the_same_global_batches(case):
                                                                rel=1e-4, abs=1e-5), name
     assert 0 < one_steps[-1]["kept_fraction"] < 1
     one_state, two_state = _state(one), _state(two)
-    assert len(one_state) == len(two_state) == 4 + 5 + 4
+    assert len(one_state) == len(two_state) == 4 + 5 + 4 + (case == "proxysim")
     for index, (value, other) in enumerate(zip(one_state, two_state)):
         np.testing.assert_allclose(other, value, rtol=1e-4, atol=1e-5, err_msg=str(index))
     assert int(two.optimizer.iterations.numpy()) == 16
+    if case == "proxysim":
+        assert int(two.proxy_optimizer.iterations.numpy()) == 16
     # Every replica wrote the same rows into its copy of the memory.
     for variable in two.memory_bank.weights + two.selector.weights:
         first, *others = _copies(variable)
