@@ -52,6 +52,8 @@ def base_config() -> ml_collections.ConfigDict:
         # CPUs) | multi_worker: the workers in TF_CONFIG (docs/DISTRIBUTED.md);
         # batch_size is the global batch, split evenly across the replicas
         strategy="default",
+        proxy_learning_rate=0.1,  # proxy losses: Adam for the proxies (same decay; 0.1
+                               # as the PRISM authors train SoftTriple's)
     )
     # Groups mirror what they build (big_vision style): `selector` is
     # PrismSelector's keyword arguments, `memory` the bank's size and how the
@@ -62,7 +64,8 @@ def base_config() -> ml_collections.ConfigDict:
         # --config.selector.noise_rate=auto parses.
         noise_rate=ml_collections.FieldReference(0.5, field_type=object),
         window_size=10,
-        scoring="centers",     # centers | full | vmf (vMF-Sim, prism_tf.vmf)
+        scoring="centers",     # centers | full | vmf (vMF-Sim, prism_tf.vmf) |
+                               # proxies (ProxySim: a proxy loss's proxies)
         max_noise_estimate=0.7,  # the guard: keep all while the estimate is above it
     )
     config.memory = dict(
@@ -75,13 +78,17 @@ def base_config() -> ml_collections.ConfigDict:
     # Each loss's arguments under its own name, so `--config.loss.name=...`
     # and `--config.loss.<name>.margin=...` both work on the locked config.
     config.loss = dict(
-        name="mcl",            # a key of prism_tf.losses.LOSSES
+        name="mcl",            # a key of prism_tf.losses.LOSSES or
+                               # prism_tf.proxy_losses.PROXY_LOSSES
         mcl=dict(margin=0.5),
         contrastive=dict(margin=0.5),
         triplet_semihard=dict(margin=0.5),
         triplet_hard=dict(margin=0.5),
         lifted=dict(margin=0.5),
         multi_similarity=dict(alpha=2.0, beta=50.0, base=0.5),
+        # Proxy losses (built with the classes and embedding_dim).
+        soft_triple=dict(centers_per_class=10, la=20.0, gamma=0.1, margin=0.01),
+        proxy_anchor=dict(alpha=32.0, margin=0.1),
     )
     config.eval = dict(batch_size=256, recall_at=(1, 2, 4, 8))
     return config

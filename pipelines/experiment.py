@@ -12,7 +12,8 @@ import numpy as np
 import tensorflow as tf
 
 from prism_tf import MemoryBank, PrismModel, PrismSelector, losses
-from prism_tf.selector import AUTO
+from prism_tf.proxy_losses import PROXY_LOSSES
+from prism_tf.selector import AUTO, PROXIES
 from prism_tf.data import ImageSplit
 from prism_tf.data.noise import NOISE_KINDS
 from prism_tf.data.pipeline import Preprocessing, drop_undecodable, eval_dataset
@@ -72,8 +73,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
          f"({config.data.samples_per_class})")
     need(config.memory.size >= config.train.batch_size, "memory.size",
          f"at least train.batch_size ({config.train.batch_size})")
-    need(config.loss.name in losses.LOSSES and config.loss.name in config.loss, "loss.name",
-         f"one of {sorted(losses.LOSSES)}, with its arguments under config.loss.<name>")
+    loss_names = sorted({*losses.LOSSES, *PROXY_LOSSES})
+    need(config.loss.name in loss_names and config.loss.name in config.loss, "loss.name",
+         f"one of {loss_names}, with its arguments under config.loss.<name>")
+    need(config.selector.scoring != PROXIES or config.loss.name in PROXY_LOSSES,
+         "selector.scoring", f"not {PROXIES!r} unless loss.name is a proxy loss "
+         f"({sorted(PROXY_LOSSES)}): ProxySim scores with its proxies")
+    need(0.0 < config.train.proxy_learning_rate <= 1.0, "train.proxy_learning_rate",
+         "a learning rate in (0, 1]")
     model = config.model
     need(model.weights in ("", IMAGENET) or Path(model.weights).is_file(), "model.weights",
          f"'', {IMAGENET!r} or an existing weights file (.h5 / .weights.h5)")
@@ -294,19 +301,30 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, channels: i
     if pretrained and config.model.init_from:
         copy_encoder_weights(encoder_variables_of(config.model.init_from), encoder,
                              f"model.init_from={config.model.init_from!r}")
+    loss_arguments = config.loss[config.loss.name]
+    if config.loss.name in PROXY_LOSSES:
+        batch_loss = PROXY_LOSSES[config.loss.name](
+            num_classes, config.model.embedding_dim, **loss_arguments)
+        proxy_optimizer = _adam(config.train.proxy_learning_rate, config.train.steps)
+    else:
+        batch_loss, proxy_optimizer = losses.LOSSES[config.loss.name](**loss_arguments), None
     model = PrismModel(
         encoder,
         MemoryBank(config.memory.size, config.model.embedding_dim, num_classes),
         build_selector(config),
-        batch_loss=losses.LOSSES[config.loss.name](**config.loss[config.loss.name]),
+        batch_loss=batch_loss,
         memory_weight=config.memory.weight,
         memory_start_step=config.memory.start_step,
         normalize_memory_loss=config.memory.normalize)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        config.train.learning_rate, decay_steps=config.train.steps)
-    model.compile(optimizer=keras.optimizers.Adam(schedule),
-                  jit_compile=config.train.jit_compile)
+    model.compile(optimizer=_adam(config.train.learning_rate, config.train.steps),
+                  proxy_optimizer=proxy_optimizer, jit_compile=config.train.jit_compile)
     return model
+
+
+def _adam(learning_rate: float, steps: int) -> keras.optimizers.Optimizer:
+    """Adam with the learning rate decayed to 0 over `steps` on a cosine."""
+    return keras.optimizers.Adam(
+        keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps))
 
 
 def encoder_variables_of(path: str) -> list:
@@ -326,11 +344,12 @@ def checkpoint_manager(model: PrismModel, workdir: Path) -> tf.train.CheckpointM
     the logs of the epoch that ended with it (JSON in `epoch_logs`) and the
     P@1 of every evaluation so far (`precision_at_1_history`)."""
     with model.distribute_strategy.scope():   # slots mirrored as the weights are
-        model.optimizer.build(model.trainable_variables)
+        model.build_optimizers()
+    proxies = {"proxy_optimizer": model.proxy_optimizer} if model.proxy_optimizer else {}
     # The string variables outside it: a multi-worker strategy would
     # broadcast their initial values, and TF's collectives take no strings.
     checkpoint = tf.train.Checkpoint(
-        model=model, optimizer=model.optimizer,
+        model=model, optimizer=model.optimizer, **proxies,
         epoch_logs=tf.Variable("", dtype=tf.string),
         precision_at_1_history=tf.Variable("", dtype=tf.string))
     return tf.train.CheckpointManager(checkpoint, str(workdir / "checkpoints"), max_to_keep=3)

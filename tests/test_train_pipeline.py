@@ -19,6 +19,7 @@ from pipelines import experiment
 from pipelines.evaluate import evaluate
 from pipelines.export import export_run
 from prism_tf import losses
+from prism_tf.proxy_losses import PROXY_LOSSES
 from prism_tf.model import InvalidBatchError
 from pipelines.train import train
 from prism_tf.monitoring import PROJECTOR_TENSOR
@@ -187,6 +188,10 @@ def test_a_workdir_of_another_experiment_is_refused_untouched(finished_run):
     ("selector.noise_rate", -0.1, r"config.selector.noise_rate = -0.1"),
     ("memory.size", 32, r"config.memory.size = 32: expected at least train.batch_size \(64\)"),
     ("loss.name", "arcface", r"config.loss.name = 'arcface'"),
+    ("selector.scoring", "proxies",
+     r"config.selector.scoring = 'proxies': expected not 'proxies' unless loss.name is a proxy"),
+    ("train.proxy_learning_rate", 0.0,
+     r"config.train.proxy_learning_rate = 0.0: expected a learning rate"),
     ("train.eval_every", 0, r"config.train.eval_every = 0: expected a positive number"),
     ("train.learning_rate", 0.0, r"config.train.learning_rate = 0.0: expected a learning rate"),
     ("train.learning_rate", 30.0, r"config.train.learning_rate = 30.0: expected a learning rate"),
@@ -270,14 +275,32 @@ def test_evaluate_and_export_refuse_a_folder_that_is_no_run(tmp_path):
     assert result.returncode != 0 and "not a training workdir" in result.stderr
 
 
-@pytest.mark.parametrize("name", sorted(losses.LOSSES))
+@pytest.mark.parametrize("name", sorted({**losses.LOSSES, **PROXY_LOSSES}))
 def test_every_loss_name_builds_its_loss(name):
     config = _small_config()
     config.loss.name = name
     model = experiment.build_model(config, num_classes=10, channels=3)
-    assert isinstance(model.batch_loss, losses.LOSSES[name])
+    assert isinstance(model.batch_loss, {**losses.LOSSES, **PROXY_LOSSES}[name])
     for argument, value in config.loss[name].items():
         assert model.batch_loss.get_config()[argument] == value, argument
+    # Proxies learn on their own optimizer, at their own rate.
+    assert (model.proxy_optimizer is not None) == (name in PROXY_LOSSES)
+
+
+def test_a_proxysim_run_checkpoints_its_proxies_and_their_optimizer(tmp_path):
+    config = _small_config()
+    config.loss.name, config.selector.scoring = "soft_triple", "proxies"
+    config.loss.soft_triple.centers_per_class = 2
+    metrics = train(config, str(tmp_path), verbose=0)
+    assert np.isfinite([metrics["precision_at_1"], metrics["noise_estimate"]]).all()
+    _, _, model = experiment.restore_run(str(tmp_path))
+    assert int(model.proxy_optimizer.iterations.numpy()) == 40
+    checkpoint = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+    saved = [name for name, _ in tf.train.list_variables(checkpoint)
+             if "proxies" in name and "OPTIMIZER_SLOT" not in name]
+    assert len(saved) == 1, saved
+    np.testing.assert_array_equal(model.batch_loss.proxies.numpy(),
+                                  tf.train.load_variable(checkpoint, saved[0]))
 
 
 def _encoder_values(model):

@@ -17,6 +17,10 @@ Methods (config overrides on top of --config):
   from step 0 (the config's `memory.start_step` is a warm-up for the
   memory loss, so only the mcl methods keep it).
 - mcl_prism_auto, semihard_prism_auto: the same with `noise_rate="auto"`.
+- soft_triple, proxy_anchor (and _prism): the proxy losses
+  (`prism_tf.proxy_losses`) as semihard, only when named; with
+  `--config.selector.scoring=proxies` PRISM scores with their proxies
+  (ProxySim) instead of the memory's class centres (AvgSim).
 - untrained: the encoder as initialised, not trained (a floor: on easy
   data such as Fashion-MNIST a random CNN already retrieves well).
 PRISM's `selector.noise_rate` is the injected rate, or --clean_noise_rate for
@@ -36,6 +40,7 @@ from ml_collections import config_flags
 from pipelines import cli, experiment
 from pipelines.benchmarks.common import mean_std
 from pipelines.train import train
+from prism_tf.proxy_losses import PROXY_LOSSES
 from prism_tf.selector import AUTO
 
 FLAGS = flags.FLAGS
@@ -46,8 +51,15 @@ METHODS = {
     "semihard": dict(loss="triplet_semihard", prism=False, memory_weight=0.0),
     "semihard_prism": dict(loss="triplet_semihard", prism=True, memory_weight=0.0),
     "semihard_prism_auto": dict(loss="triplet_semihard", prism=AUTO, memory_weight=0.0),
+    "soft_triple": dict(loss="soft_triple", prism=False, memory_weight=0.0),
+    "soft_triple_prism": dict(loss="soft_triple", prism=True, memory_weight=0.0),
+    "proxy_anchor": dict(loss="proxy_anchor", prism=False, memory_weight=0.0),
+    "proxy_anchor_prism": dict(loss="proxy_anchor", prism=True, memory_weight=0.0),
 }
 UNTRAINED = "untrained"
+# The proxy losses' rows are asked for by name (--methods).
+DEFAULT_METHODS = [UNTRAINED, *(name for name, method in METHODS.items()
+                                if method["loss"] not in PROXY_LOSSES)]
 NOISE_SETTINGS = ("none:0", "symmetric:0.2", "symmetric:0.5", "small_cluster:0.25",
                   "small_cluster:0.5")
 
@@ -55,7 +67,7 @@ NOISE_SETTINGS = ("none:0", "symmetric:0.2", "symmetric:0.5", "small_cluster:0.2
 def _define_flags() -> None:
     config_flags.DEFINE_config_file("config", None, "Base experiment config.", lock_config=True)
     flags.DEFINE_string("root", None, "Folder holding one workdir per run.")
-    flags.DEFINE_list("methods", [UNTRAINED, *METHODS],
+    flags.DEFINE_list("methods", DEFAULT_METHODS,
                       f"Methods, from {sorted([UNTRAINED, *METHODS])}.")
     flags.DEFINE_list("noise", list(NOISE_SETTINGS), "kind:rate settings.")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (data, noise and model).")
