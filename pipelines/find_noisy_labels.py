@@ -3,14 +3,17 @@ r"""List the training labels a trained run finds suspicious, most suspicious fir
     python -m pipelines.find_noisy_labels --workdir=runs/x [--saved_model=models/prism/1]
 
 Embeds the run's training split (evaluation preprocessing; the labels the
-run trained on, injected noise included), scores every sample's label
-against the class centres of the whole split, leaving the sample out
-(`prism_tf.label_issues`), and writes beside the run (or to --output):
+run trained on, injected noise included) and scores every sample's label
+(`prism_tf.label_issues`) twice: its clean probability against the class
+centres of the whole split, leaving the sample out (PRISM's score, at
+--temperature), and its agreement with its --neighbours nearest samples'
+labels. The clean score is their product (--neighbours=0: the clean
+probability alone). Writes beside the run (or to --output):
 - `noisy_labels.csv`: rank, sample (index in the split), path (file
-  sources), given label, most likely label, clean probability, and
-  is_wrong where the ground truth is known; lowest clean probability
-  first. Samples alone in their class cannot be scored: they come last,
-  with an empty probability, and are counted.
+  sources), given label, most likely label, clean probability,
+  neighbour agreement, clean score, and is_wrong where the ground truth
+  is known; lowest clean score first. Samples alone in their class cannot
+  be scored: they come last, with an empty score, and are counted.
 - `noisy_labels.png`: the first --grid suspects in CSV order, row by row
   (framed red / green where the ground truth says wrong / right);
 - `noisy_labels.json`: counts and, with ground truth (injected noise or a
@@ -32,7 +35,8 @@ from pipelines import cli, experiment
 from pipelines.evaluate import embedder
 from prism_tf.data.pipeline import CorruptImageLog, sample_dataset
 from prism_tf.evaluation import embed_dataset
-from prism_tf.label_issues import clean_probabilities, ranking_metrics
+from prism_tf.label_issues import (clean_probabilities, neighbour_agreement,
+                                   ranking_metrics)
 from prism_tf.monitoring import displayable, image_grid
 
 FLAGS = flags.FLAGS
@@ -46,6 +50,9 @@ def _define_flags() -> None:
     flags.DEFINE_string("output", None, "Folder for the CSV, PNG and JSON; default: the workdir.")
     flags.DEFINE_integer("grid", 64, "Suspects shown in the PNG grid (0: none).")
     flags.DEFINE_integer("chunk_size", 4096, "Samples scored at a time.")
+    flags.DEFINE_integer("neighbours", 10, "Nearest neighbours whose labels are compared "
+                         "(0: class centres only).")
+    flags.DEFINE_float("temperature", 0.1, "Divides the class-centre logits.")
 
 
 def training_embeddings(workdir: str, saved_model: Optional[str] = None):
@@ -65,28 +72,43 @@ def training_embeddings(workdir: str, saved_model: Optional[str] = None):
     return config, split, preprocessing, index, embeddings
 
 
+def clean_scores(embeddings: np.ndarray, labels: np.ndarray, num_classes: int,
+                 neighbours: int = 10, temperature: float = 0.1, chunk_size: int = 4096):
+    """(clean probability, neighbour agreement (1 with `neighbours` = 0),
+    clean score = their product, most likely label), each [N]."""
+    p_clean, most_likely = clean_probabilities(embeddings, labels, num_classes,
+                                               temperature, chunk_size)
+    agreement = (neighbour_agreement(embeddings, labels, neighbours) if neighbours
+                 else np.ones_like(p_clean))
+    return p_clean, agreement, p_clean * agreement, most_likely
+
+
 def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
                       output: Optional[str] = None, grid: int = 64,
-                      chunk_size: int = 4096) -> Dict[str, float]:
+                      chunk_size: int = 4096, neighbours: int = 10,
+                      temperature: float = 0.1) -> Dict[str, float]:
     """Writes the ranked list, grid and summary; returns the summary."""
     _, split, preprocessing, index, embeddings = training_embeddings(workdir, saved_model)
     output = Path(output or workdir)
     labels = split.labels[index]
-    p_clean, most_likely = clean_probabilities(embeddings, labels, split.num_classes,
-                                               chunk_size=chunk_size)
-    # Lowest clean probability first; unscorable samples (NaN) last.
-    order = np.argsort(np.where(np.isnan(p_clean), np.inf, p_clean), kind="stable")
+    if not 0 <= neighbours < len(index):
+        raise ValueError(f"--neighbours={neighbours}: expected 0 (class centres only) to "
+                         f"{len(index) - 1} (the samples but one)")
+    p_clean, agreement, score, most_likely = clean_scores(
+        embeddings, labels, split.num_classes, neighbours, temperature, chunk_size)
+    # Lowest clean score first; unscorable samples (NaN) last.
+    order = np.argsort(np.where(np.isnan(score), np.inf, score), kind="stable")
     known = bool(split.is_noisy.any())
     summary = {"samples": int(len(index)), "left_out_unreadable": int(len(split) - len(index)),
-               "unscorable_single_sample_classes": int(np.isnan(p_clean).sum()),
-               "ground_truth": known}
+               "unscorable_single_sample_classes": int(np.isnan(score).sum()),
+               "neighbours": neighbours, "temperature": temperature, "ground_truth": known}
     if known:
-        scored = ~np.isnan(p_clean)
-        summary.update(ranking_metrics(1.0 - p_clean[scored], split.is_noisy[index][scored],
+        scored = ~np.isnan(score)
+        summary.update(ranking_metrics(1.0 - score[scored], split.is_noisy[index][scored],
                                        top_k=[k for k in TOP_K if k < scored.sum()]))
     output.mkdir(parents=True, exist_ok=True)
     _write_csv(output / "noisy_labels.csv", split, index[order], labels[order],
-               most_likely[order], p_clean[order], known)
+               most_likely[order], np.stack([p_clean, agreement, score], 1)[order], known)
     if grid:
         _write_grid(output / "noisy_labels.png", split, index[order][:grid], preprocessing,
                     known)
@@ -94,14 +116,16 @@ def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
     return summary
 
 
-def _write_csv(path: Path, split, index, labels, most_likely, p_clean, known: bool) -> None:
+def _write_csv(path: Path, split, index, labels, most_likely, scores, known: bool) -> None:
+    """`scores` [N, 3]: clean probability, neighbour agreement, clean score."""
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     writer.writerow(["rank", "sample", "path", "given_label", "most_likely_label",
-                     "clean_probability"] + (["is_wrong"] if known else []))
-    for rank, (i, label, best, p) in enumerate(zip(index, labels, most_likely, p_clean), 1):
+                     "clean_probability", "neighbour_agreement", "clean_score"]
+                    + (["is_wrong"] if known else []))
+    for rank, (i, label, best, values) in enumerate(zip(index, labels, most_likely, scores), 1):
         row = [rank, int(i), split.paths[i] if split.paths is not None else "", int(label),
-               int(best), "" if np.isnan(p) else f"{p:.6g}"]
+               int(best)] + ["" if np.isnan(v) else f"{v:.6g}" for v in values]
         writer.writerow(row + ([int(split.is_noisy[i])] if known else []))
     experiment.write_atomically(path, text.getvalue())
 
@@ -128,7 +152,8 @@ def main(argv):
         raise app.UsageError("--workdir is required")
     with cli.one_line_errors():
         summary = find_noisy_labels(FLAGS.workdir, FLAGS.saved_model, FLAGS.output,
-                                    FLAGS.grid, FLAGS.chunk_size)
+                                    FLAGS.grid, FLAGS.chunk_size, FLAGS.neighbours,
+                                    FLAGS.temperature)
     print(json.dumps(summary, indent=2))
 
 

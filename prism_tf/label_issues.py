@@ -6,6 +6,13 @@ selector scores a batch (softmax over class centres of cosine similarity,
 memory, and leave-one-out: a sample never counts towards its own class's
 centre, which would otherwise pull small classes' scores up (a class of 5
 images would hold a fifth of each member's own embedding).
+`neighbour_agreement` is the local view the centres lack: the share of a
+sample's nearest neighbours that carry its label. A group of wrong labels
+from a class that has no centre (small-cluster noise: the source class is
+gone) sits between centres and is missed by them, but its neighbours'
+labels disagree; a clean sample far from its class centre (an atypical
+view) is missed by neighbours less. The noisy-label finder ranks by the
+product of the two (docs/BENCHMARKS.md, "Finding the wrong labels").
 `ranking_metrics` says how well such a score ranks the truly wrong labels
 first.
 """
@@ -16,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 
-def clean_probabilities(embeddings, labels, num_classes: int, temperature: float = 1.0,
+def clean_probabilities(embeddings, labels, num_classes: int, temperature: float = 0.1,
                         chunk_size: int = 4096) -> Tuple[np.ndarray, np.ndarray]:
     """P(label is clean) and the most likely label of every sample.
 
@@ -24,7 +31,10 @@ def clean_probabilities(embeddings, labels, num_classes: int, temperature: float
       embeddings: float [N, D], L2-normalised as the model outputs them.
       labels: int [N] in [0, num_classes), the labels to check.
       num_classes: C.
-      temperature: divides the logits (`PrismSelector`'s default is 1).
+      temperature: divides the logits. 0.1, not `PrismSelector`'s 1: the
+        sharper softmax ranks a whole set better (ROC AUC +0.005 to +0.025
+        on the benchmark runs, docs/BENCHMARKS.md); the selector's
+        threshold works on either.
       chunk_size: samples scored at a time ([chunk, C] similarities).
 
     Returns:
@@ -68,6 +78,34 @@ def clean_probabilities(embeddings, labels, num_classes: int, temperature: float
     if not p_clean:
         return np.zeros(0), np.zeros(0, np.int64)
     return np.concatenate(p_clean).astype(np.float64), np.concatenate(most_likely)
+
+
+def neighbour_agreement(embeddings, labels, k: int = 10,
+                        chunk_size: int = 1024) -> np.ndarray:
+    """(same-label neighbours + 1) / (k + 2) among each sample's `k` nearest
+    others by cosine similarity, float64 [N] in (0, 1).
+
+    The +1 / +2 (Laplace) keeps a sample whose neighbours all disagree
+    above 0, so the centres still order those. Exact: a [chunk, N]
+    similarity block at a time, the sample itself masked out (duplicates
+    of it still count as neighbours).
+
+    >>> z = [[1., 0.], [.9, .1], [.8, .2], [0., 1.]]
+    >>> neighbour_agreement(z, [0, 0, 1, 1], k=1).tolist()
+    [0.6666666666666666, 0.6666666666666666, 0.3333333333333333, 0.6666666666666666]
+    """
+    z = tf.math.l2_normalize(tf.cast(tf.convert_to_tensor(embeddings), tf.float32), -1)
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    if not 1 <= k < labels.size:
+        raise ValueError(f"neighbour_agreement: k must be in [1, {labels.size}); got {k}")
+    same = []
+    for start in range(0, labels.size, chunk_size):
+        chunk = z[start:start + chunk_size]
+        similarity = tf.matmul(chunk, z, transpose_b=True)
+        itself = tf.one_hot(tf.range(start, start + tf.shape(chunk)[0]), labels.size) > 0
+        _, nearest = tf.math.top_k(tf.where(itself, -np.inf, similarity), k=k)
+        same.append((labels[nearest.numpy()] == labels[start:start + chunk_size, None]).sum(1))
+    return (np.concatenate(same) + 1.0) / (k + 2.0)
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:

@@ -96,11 +96,12 @@ def test_scale_cell_reports_time_and_memory():
 
 def test_finder_benchmark_times_scoring_and_counts_unscorable_samples():
     from pipelines.benchmarks.finder import benchmark, table
-    results = benchmark([50], [40], dim=8, repeats=2)
-    assert results[(50, 40)]["seconds"] > 0
+    results = benchmark([50], [40], dim=8, repeats=2, neighbours=5)
+    assert results[(50, 40)]["centres"] > 0 and results[(50, 40)]["neighbours"] > 0
     # 50 samples over 40 classes: some classes hold a single sample.
     assert 0 < results[(50, 40)]["unscorable"] < 50
-    assert table(results, 8).splitlines()[2].startswith("| 50 | 40 | 8 | ")
+    lines = table(results, 8, 5).splitlines()
+    assert "5 nearest neighbours" in lines[0] and lines[2].startswith("| 50 | 40 | 8 | ")
 
 
 def test_label_issue_comparison_scores_every_method_on_the_same_embeddings():
@@ -116,8 +117,8 @@ def test_label_issue_comparison_scores_every_method_on_the_same_embeddings():
     z = (z / np.linalg.norm(z, axis=1, keepdims=True)).astype("float32")
     wrong = rng.random(240) < 0.3
     labels = np.where(wrong, (truth + rng.integers(1, 6, 240)) % 6, truth) + 10   # not 0..5
-    scorers = {"prism": prism_scores, "cleanlab_knn": cleanlab_knn_scores,
-               "cleanlab_cv": cleanlab_cv_scores}
+    scorers = {"prism": prism_scores, "prism_neighbours": lambda z, y: prism_scores(z, y, 10),
+               "cleanlab_knn": cleanlab_knn_scores, "cleanlab_cv": cleanlab_cv_scores}
     results = compare(z, labels, wrong, scorers)
     for method in METHODS:
         assert results[method]["roc_auc"] > 0.9, method

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from configs import default
-from pipelines.find_noisy_labels import find_noisy_labels
+from pipelines.find_noisy_labels import clean_scores, find_noisy_labels
 from pipelines.train import train
-from prism_tf.label_issues import clean_probabilities, ranking_metrics
+from prism_tf.label_issues import clean_probabilities, neighbour_agreement, ranking_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,6 +52,27 @@ def test_clean_probabilities_match_a_leave_one_out_loop():
 def test_clean_probabilities_refuse_labels_outside_the_classes():
     with pytest.raises(ValueError, match=r"labels must be in \[0, 2\)"):
         clean_probabilities(np.ones((2, 3), "float32"), [0, 2], num_classes=2)
+
+
+def test_neighbour_agreement_matches_a_brute_force_search():
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(150, 6))
+    labels = rng.integers(0, 5, 150)
+    got = neighbour_agreement(z.astype("float32"), labels, k=7, chunk_size=40)
+    unit = z / np.linalg.norm(z, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    nearest = np.argsort(-similarity, axis=1)[:, :7]
+    expected = ((labels[nearest] == labels[:, None]).sum(1) + 1) / 9
+    np.testing.assert_allclose(got, expected)
+    with pytest.raises(ValueError, match="k must be in"):
+        neighbour_agreement(z, labels, k=150)
+    # The finder's clean score: the product, or the probability alone without neighbours.
+    p, agreement, score, _ = clean_scores(z.astype("float32"), labels, 5, neighbours=7)
+    np.testing.assert_allclose(agreement, expected)
+    np.testing.assert_allclose(score, p * expected)
+    p, agreement, score, _ = clean_scores(z.astype("float32"), labels, 5, neighbours=0)
+    assert (agreement == 1).all() and np.array_equal(score, p)
 
 
 def test_ranking_metrics_match_brute_force():
@@ -95,8 +116,11 @@ def test_the_finder_ranks_the_injected_wrong_labels_first(trained_run, tmp_path)
     assert len(rows) == 4000
     assert [int(r["rank"]) for r in rows] == list(range(1, 4001))
     assert sorted(int(r["sample"]) for r in rows) == list(range(4000))
-    p = [float(r["clean_probability"]) for r in rows]
-    assert p == sorted(p)
+    score = [float(r["clean_score"]) for r in rows]
+    assert score == sorted(score)
+    for row in rows[::97]:
+        assert float(row["clean_score"]) == pytest.approx(
+            float(row["clean_probability"]) * float(row["neighbour_agreement"]), rel=1e-5)
     data = json.loads((trained_run / "data.json").read_text())
     assert sum(int(r["is_wrong"]) for r in rows) == data["noise"]["noisy_samples"]
     # The top suspects are mostly wrong labels, and most of those are moved
@@ -118,6 +142,12 @@ def test_the_command_writes_beside_the_run_and_refuses_a_folder_that_is_no_run(
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout)["samples"] == 4000
     assert (trained_run / "noisy_labels.csv").is_file()
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.find_noisy_labels", f"--workdir={trained_run}",
+         "--neighbours=4000", f"--output={tmp_path / 'out'}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0 and "--neighbours=4000: expected 0" in result.stderr
+    assert not (tmp_path / "out").exists()
     result = subprocess.run(
         [sys.executable, "-m", "pipelines.find_noisy_labels", f"--workdir={tmp_path}"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

@@ -5,9 +5,12 @@ r"""Benchmark: PRISM's noisy-label finder against cleanlab, on the same embeddin
 
 For every training workdir (a run with injected noise, so the wrong labels
 are known), the training split is embedded once by the run's checkpoint
-and scored three ways:
-- `prism`: 1 - the clean probability against leave-one-out class centres
-  (`pipelines.find_noisy_labels`);
+and scored four ways:
+- `prism`: 1 - PRISM's clean probability against leave-one-out class
+  centres (temperature 0.1);
+- `prism_neighbours`: 1 - the finder's clean score
+  (`pipelines.find_noisy_labels`: that probability times the agreement of
+  the sample's k nearest neighbours' labels);
 - `cleanlab_knn`: cleanlab's kNN-on-features path: class probabilities from
   each sample's k nearest neighbours, its own vote removed (what cleanlab's
   Datalab computes from `features`; Datalab itself needs the `datasets`
@@ -31,11 +34,11 @@ from absl import app, flags
 import numpy as np
 
 from pipelines.benchmarks.common import mean_std
-from pipelines.find_noisy_labels import training_embeddings
-from prism_tf.label_issues import clean_probabilities, ranking_metrics
+from pipelines.find_noisy_labels import clean_scores, training_embeddings
+from prism_tf.label_issues import ranking_metrics
 
 FLAGS = flags.FLAGS
-METHODS = ("prism", "cleanlab_knn", "cleanlab_cv")
+METHODS = ("prism", "prism_neighbours", "cleanlab_knn", "cleanlab_cv")
 
 # (suspicion [N], flagged [N] bool or None) from (embeddings, labels 0..K-1).
 Scorer = Callable[[np.ndarray, np.ndarray], Tuple[np.ndarray, Optional[np.ndarray]]]
@@ -48,9 +51,9 @@ def _define_flags() -> None:
     flags.DEFINE_string("output", None, "Markdown file for the table (printed either way).")
 
 
-def prism_scores(embeddings: np.ndarray, labels: np.ndarray):
-    p_clean, _ = clean_probabilities(embeddings, labels, int(labels.max()) + 1)
-    return 1.0 - np.nan_to_num(p_clean, nan=1.0), None
+def prism_scores(embeddings: np.ndarray, labels: np.ndarray, neighbours: int = 0):
+    _, _, score, _ = clean_scores(embeddings, labels, int(labels.max()) + 1, neighbours)
+    return 1.0 - np.nan_to_num(score, nan=1.0), None
 
 
 def _cleanlab_scores(labels: np.ndarray, pred_probs: np.ndarray):
@@ -101,6 +104,7 @@ def benchmark(workdirs: List[str], k: int = 10, folds: int = 5
               ) -> Dict[Tuple[str, float], List[Dict[str, Dict[str, float]]]]:
     """`compare` on every run, grouped by its injected noise (kind, rate)."""
     scorers = {"prism": prism_scores,
+               "prism_neighbours": lambda z, y: prism_scores(z, y, k),
                "cleanlab_knn": lambda z, y: cleanlab_knn_scores(z, y, k),
                "cleanlab_cv": lambda z, y: cleanlab_cv_scores(z, y, k, folds)}
     groups: Dict[Tuple[str, float], List[Dict[str, Dict[str, float]]]] = {}
