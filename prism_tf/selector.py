@@ -8,8 +8,8 @@ import tensorflow as tf
 from prism_tf import compat, vmf
 from prism_tf.memory_bank import MemoryBank, check_labels
 
-SCORINGS = ("centers", "full", "vmf", "proxies")
 PROXIES = "proxies"
+SCORINGS = ("centers", "full", "vmf", PROXIES)
 AUTO = "auto"
 
 
