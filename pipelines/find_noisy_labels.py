@@ -25,7 +25,7 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 from absl import app, flags
 import numpy as np
@@ -73,7 +73,8 @@ def training_embeddings(workdir: str, saved_model: Optional[str] = None):
 
 
 def clean_scores(embeddings: np.ndarray, labels: np.ndarray, num_classes: int,
-                 neighbours: int = 10, temperature: float = 0.1, chunk_size: int = 4096):
+                 neighbours: int = 10, temperature: float = 0.1, chunk_size: int = 4096
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(clean probability, neighbour agreement (1 with `neighbours` = 0),
     clean score = their product, most likely label), each [N]."""
     p_clean, most_likely = clean_probabilities(embeddings, labels, num_classes,

@@ -12,7 +12,8 @@ from a class that has no centre (small-cluster noise: the source class is
 gone) sits between centres and is missed by them, but its neighbours'
 labels disagree; a clean sample far from its class centre (an atypical
 view) is missed by neighbours less. The noisy-label finder ranks by the
-product of the two (docs/BENCHMARKS.md, "Finding the wrong labels").
+product of the two (docs/BENCHMARKS.md, "Noisy-label finder against
+cleanlab").
 `ranking_metrics` says how well such a score ranks the truly wrong labels
 first.
 """
@@ -32,7 +33,7 @@ def clean_probabilities(embeddings, labels, num_classes: int, temperature: float
       labels: int [N] in [0, num_classes), the labels to check.
       num_classes: C.
       temperature: divides the logits. 0.1, not `PrismSelector`'s 1: the
-        sharper softmax ranks a whole set better (ROC AUC +0.005 to +0.025
+        sharper softmax ranks a whole set better (ROC AUC up by 0 to 0.024
         on the benchmark runs, docs/BENCHMARKS.md); the selector's
         threshold works on either.
       chunk_size: samples scored at a time ([chunk, C] similarities).
