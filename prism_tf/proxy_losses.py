@@ -27,10 +27,12 @@ import tensorflow as tf
 
 from prism_tf import compat
 from prism_tf.losses import weighted_logsumexp, weighted_mean
+from prism_tf.memory_bank import check_embeddings, check_labels
 
 
 class ProxyLoss(keras.layers.Layer):
-    """Base of the proxy losses: `proxies_per_class` unit proxies per class.
+    """Base of the proxy losses: `proxies_per_class` proxies per class, used
+    as unit vectors.
 
     Subclasses implement `compute(labels, similarity, weight)` on the cosine
     similarities [B, C, proxies_per_class] and `class_similarity`.
@@ -63,8 +65,11 @@ class ProxyLoss(keras.layers.Layer):
     def __call__(self, y_true, y_pred, sample_weight=None) -> tf.Tensor:
         """The loss of the batch; `sample_weight` [B] weighs each sample."""
         with tf.name_scope(self.name):
-            labels = tf.reshape(tf.cast(y_true, tf.int32), [-1])
-            similarity = self._similarity(y_pred)
+            # Under XLA the check is compiled away; PrismModel refuses such
+            # a step itself.
+            labels = check_labels(y_true, self.num_classes, type(self).__name__)
+            similarity = self._similarity(check_embeddings(
+                y_pred, self.embedding_dim, type(self).__name__))
             weight = (tf.ones_like(labels, tf.float32) if sample_weight is None
                       else tf.reshape(tf.cast(sample_weight, tf.float32), [-1]))
             return self.compute(labels, similarity, weight)

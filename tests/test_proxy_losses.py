@@ -83,6 +83,11 @@ def test_bad_arguments_are_refused():
         ProxyAnchorLoss(0, DIM)
     with pytest.raises(ValueError, match="proxies_per_class"):
         SoftTripleLoss(CLASSES, DIM, centers_per_class=0)
+    labels, z = _batch()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="labels must be integers"):
+        ProxyAnchorLoss(CLASSES, DIM)(np.full(12, CLASSES), z)
+    with pytest.raises(ValueError, match="ProxyAnchorLoss"):
+        ProxyAnchorLoss(CLASSES, DIM)(labels, z[:, :3])
 
 
 def test_proxy_scoring_is_the_softmax_over_the_given_similarities():
