@@ -11,13 +11,12 @@ which depends on the encoder. Median of --repeats calls, in this process,
 jit off (the functions are eager TF ops).
 """
 
-import time
-from typing import Callable, Dict, Sequence, Tuple
+from typing import Callable, Dict, Sequence
 
 from absl import app, flags
 import numpy as np
 
-from pipelines.benchmarks.common import unit_rows
+from pipelines.benchmarks.common import time_per_call, unit_rows
 
 FLAGS = flags.FLAGS
 
@@ -30,14 +29,9 @@ def _define_flags() -> None:
     flags.DEFINE_integer("neighbours", 10, "k of the neighbour agreement.")
 
 
-def _median_seconds(call: Callable[[], object], repeats: int) -> Tuple[float, object]:
-    """(median seconds of `repeats` calls, the last call's result)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = call()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), result
+def _median_seconds(call: Callable[[], object], repeats: int) -> float:
+    """Median seconds of `repeats` single calls."""
+    return float(np.median([time_per_call(call, 1) for _ in range(repeats)]))
 
 
 def measure(samples: int, classes: int, dim: int, repeats: int,
@@ -47,12 +41,12 @@ def measure(samples: int, classes: int, dim: int, repeats: int,
     rng = np.random.default_rng(0)
     embeddings = unit_rows(rng, samples, dim)
     labels = rng.integers(0, classes, samples)
-    centres, (p_clean, _) = _median_seconds(
-        lambda: clean_probabilities(embeddings, labels, classes), repeats)
-    nearest, _ = _median_seconds(
-        lambda: neighbour_agreement(embeddings, labels, neighbours), repeats)
-    return {"centres": centres, "neighbours": nearest,
-            "unscorable": int(np.isnan(p_clean).sum())}
+    return {"centres": _median_seconds(
+                lambda: clean_probabilities(embeddings, labels, classes), repeats),
+            "neighbours": _median_seconds(
+                lambda: neighbour_agreement(embeddings, labels, neighbours), repeats),
+            # clean_probabilities leaves these NaN (their class has no other member).
+            "unscorable": int((np.bincount(labels) == 1).sum())}
 
 
 def table(results: Dict[tuple, Dict[str, float]], dim: int, neighbours: int) -> str:
