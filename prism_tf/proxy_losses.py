@@ -102,10 +102,10 @@ class SoftTripleLoss(ProxyLoss):
     class is the softmax(similarity / gamma)-weighted mean of its
     similarities to the class's centres, and the loss is the cross-entropy
     of `la * (similarity - margin at the own class)`, averaged over samples.
-    The paper's regulariser merging redundant centres is left out, as in
-    pytorch-metric-learning and the PRISM authors' use (PRISM.md: 10
-    centres per class under 500 classes, else 2; la 20, gamma 0.1, margin
-    0.01).
+    The paper's regulariser merging redundant centres is left out, as
+    pytorch-metric-learning leaves it out of its SoftTripleLoss. PRISM.md's
+    settings: 10 centres per class under 500 classes, else 2; la 20, gamma
+    0.1, margin 0.01.
 
     >>> loss = SoftTripleLoss(num_classes=2, embedding_dim=2, centers_per_class=3)
     >>> loss.proxies.shape
