@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from prism_tf import MemoryBank, PrismModel, PrismSelector
 from prism_tf import compat, losses
+from prism_tf.model import InvalidBatchError
 from prism_tf.proxy_losses import PROXY_LOSSES, ProxyAnchorLoss, SoftTripleLoss
 from tests import numpy_reference as ref
 
@@ -189,3 +190,33 @@ def test_proxy_scoring_and_proxy_optimizer_need_a_proxy_loss():
     model.compile(optimizer="adam")
     with pytest.raises(ValueError, match="scoring='proxies'.*has none"):
         model.fit(_clusters(n=64), epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("case", ["label_too_large", "nan_input"])
+def test_a_bad_batch_changes_neither_proxies_nor_their_optimizer(jit_compile, case):
+    model = _proxy_model(SoftTripleLoss(CLASSES, DIM, centers_per_class=2))
+    model.compile(optimizer="adam", proxy_optimizer=keras.optimizers.Adam(0.1),
+                  jit_compile=jit_compile)
+    model.fit(_clusters(n=64), epochs=1, verbose=0)
+    def state():
+        # Everything a step may write but `failure`, which records the refusal.
+        return [v.numpy().copy() for v in
+                model.encoder.weights + model.memory_bank.weights + model.selector.weights
+                + model.batch_loss.weights + list(model.optimizer.variables)
+                + list(model.proxy_optimizer.variables)]
+
+    before = state()
+    x, y = next(iter(_clusters(n=32).unbatch().batch(32)))
+    x, labels = x.numpy(), y["labels"].numpy()
+    if case == "label_too_large":
+        labels[3], match = CLASSES, r"labels outside \[0, num_classes\)"
+    else:
+        x[0, 0], match = np.nan, "non-finite embeddings, loss or gradients"
+    with pytest.raises(InvalidBatchError, match=match):
+        model.fit(tf.data.Dataset.from_tensor_slices((x, labels)).batch(32), epochs=1,
+                  verbose=0)
+    after = state()
+    assert len(after) == len(before) > 10
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
