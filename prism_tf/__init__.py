@@ -1,5 +1,9 @@
 """prism-tf: noise-resistant deep metric learning (PRISM) for Keras."""
 
+from prism_tf.tensorflow_start import import_tensorflow
+
+import_tensorflow()
+
 from prism_tf import losses
 from prism_tf.memory_bank import MemoryBank
 from prism_tf.model import PrismModel
