@@ -81,17 +81,37 @@ def test_untrained_row_is_one_per_seed_and_deterministic(tmp_path):
     assert _column(table(results), "noise recall") == ["n/a"]
 
 
-def test_scale_cell_reports_time_and_memory():
-    from pipelines.benchmarks.scale import measure_cell, table
+@pytest.mark.parametrize("source", ["allocator", "resident", "unavailable"])
+def test_scale_cell_reports_time_and_memory(monkeypatch, tmp_path, source):
+    import tensorflow as tf
+    from pipelines.benchmarks import scale
 
-    cell = measure_cell(memory=256, classes=10, dim=8, batch=4, seconds=0.0)
+    # Whether the CPU allocator keeps statistics depends on the machine (an
+    # AMD EPYC one keeps none), so each source is forced here.
+    if source == "allocator":
+        monkeypatch.setattr(tf.config.experimental, "reset_memory_stats", lambda device: None)
+        monkeypatch.setattr(tf.config.experimental, "get_memory_info",
+                            lambda device: {"current": 4096, "peak": 4096 + 2 ** 20})
+    else:
+        def no_statistics(device):
+            raise ValueError(f"Cannot reset memory stats for device '{device}'")
+        monkeypatch.setattr(tf.config.experimental, "reset_memory_stats", no_statistics)
+        if source == "unavailable":
+            monkeypatch.setattr(scale.PeakMemory, "CLEAR_REFS", tmp_path / "none" / "clear_refs")
+    cell = scale.measure_cell(memory=256, classes=10, dim=8, batch=4, seconds=0.0)
+    assert cell["memory source"] == source
     # Rows (8 floats + 1 label) and class statistics (8 floats + 1 count), 4 bytes each.
     assert cell["bank MiB"] * 2 ** 20 == pytest.approx(4 * (256 * 9 + 10 * 9), abs=16)
     for name in ("memory step", "memory loss + gradient"):
         for jit in (False, True):
             assert cell[f"{name} | jit={jit} | ms"] > 0
-            assert cell[f"{name} | jit={jit} | peak MiB"] >= 0
-    assert table({(256, 10): cell}).splitlines()[2].startswith("| 256 | 10 | 0 |")
+            peak = cell[f"{name} | jit={jit} | peak MiB"]
+            assert {"allocator": peak == 1.0, "resident": peak is not None and peak >= 0,
+                    "unavailable": peak is None}[source]
+    lines = scale.table({(256, 10): cell}).splitlines()
+    assert lines[2].startswith("| 256 | 10 | 0 |")
+    assert ("n/a / n/a" in lines[2]) == (source == "unavailable")
+    assert lines[-1] == scale.MEMORY_SOURCES[source]
 
 
 def test_finder_benchmark_times_scoring_and_counts_unscorable_samples():

@@ -12,13 +12,15 @@ with random unit rows and times, with `jit_compile` off and on:
   the encoder's backward pass.
 Memory per cell: the bank's variables, and the peak that each timed row
 allocates on top of what TensorFlow held before it (the CPU allocator's
-statistics). One process per cell keeps one cell's allocations and
+statistics; where the allocator keeps none, the process's peak resident
+set, and the table says which). One process per cell keeps one cell's allocations and
 compiled functions out of the next one's figures.
 """
 
 import multiprocessing
+from pathlib import Path
 import time
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import app, flags
 import numpy as np
@@ -37,21 +39,73 @@ def _define_flags() -> None:
     flags.DEFINE_float("seconds", 2.0, "Time spent per row and mode (at least 3 calls).")
 
 
-def _measure(fn: Callable[[], object], seconds: float) -> Tuple[float, float]:
-    """(median ms per call, peak MiB allocated on top of what was held before)."""
-    import tensorflow as tf
+class PeakMemory:
+    """Bytes allocated at the peak since `reset()`, from the best source the
+    machine has (`source`): TensorFlow's CPU allocator statistics
+    ("allocator"); where that allocator keeps none (seen on an AMD EPYC
+    machine: "Allocator stats not available"), the process's peak resident
+    set, reset through /proc/self/clear_refs ("resident", Linux; it also
+    counts memory outside TensorFlow's allocator); else nothing
+    ("unavailable", `peak_mib` None)."""
 
-    from pipelines.benchmarks.common import time_per_call
+    STATUS = Path("/proc/self/status")
+    CLEAR_REFS = Path("/proc/self/clear_refs")
+
+    def __init__(self):
+        import tensorflow as tf
+
+        self._tf = tf
+        self._baseline = 0
+        try:
+            tf.config.experimental.reset_memory_stats("CPU:0")
+            self.source = "allocator"
+        except ValueError:
+            self.source = "resident" if self._reset_resident_peak() else "unavailable"
+
+    def _reset_resident_peak(self) -> bool:
+        try:
+            self.CLEAR_REFS.write_text("5")   # 5: reset the peak resident set size
+            return True
+        except OSError:
+            return False
+
+    def _resident(self, field: str) -> int:
+        for line in self.STATUS.read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024   # kB
+        raise OSError(f"no {field} in {self.STATUS}")
+
+    def reset(self) -> None:
+        if self.source == "allocator":
+            self._tf.config.experimental.reset_memory_stats("CPU:0")
+            self._baseline = self._tf.config.experimental.get_memory_info("CPU:0")["current"]
+        elif self.source == "resident":
+            self._reset_resident_peak()
+            self._baseline = self._resident("VmRSS")
+
+    def peak_mib(self) -> Optional[float]:
+        if self.source == "allocator":
+            peak = self._tf.config.experimental.get_memory_info("CPU:0")["peak"]
+        elif self.source == "resident":
+            peak = self._resident("VmHWM")
+        else:
+            return None
+        return (peak - self._baseline) / MIB
+
+
+def _measure(fn: Callable[[], object], seconds: float,
+             memory: PeakMemory) -> Tuple[float, Optional[float]]:
+    """(median ms per call, peak MiB allocated on top of what was held
+    before, None where it cannot be measured)."""
+    from .common import time_per_call
 
     fn()  # trace and compile outside the measurement
-    tf.config.experimental.reset_memory_stats("CPU:0")
-    before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    memory.reset()
     times: List[float] = []
     deadline = time.perf_counter() + seconds
     while len(times) < 3 or time.perf_counter() < deadline:
         times.append(time_per_call(fn, 1))
-    peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
-    return 1e3 * float(np.median(times)), (peak - before) / MIB
+    return 1e3 * float(np.median(times)), memory.peak_mib()
 
 
 def measure_cell(memory: int, classes: int, dim: int, batch: int,
@@ -59,7 +113,7 @@ def measure_cell(memory: int, classes: int, dim: int, batch: int,
     """Times and memory of one (K, C) cell; run it in a fresh process."""
     import tensorflow as tf
 
-    from pipelines.benchmarks.common import filled_bank, unit_rows
+    from .common import filled_bank, unit_rows
     from prism_tf import PrismSelector
     from prism_tf.losses import MemoryContrastiveLoss
 
@@ -83,10 +137,12 @@ def measure_cell(memory: int, classes: int, dim: int, batch: int,
                          ref_labels=bank.labels, ref_weight=bank.occupied())
         return value, tape.gradient(value, z)
 
-    result = {"bank MiB": sum(v.numpy().nbytes for v in bank.weights) / MIB}
+    peak_memory = PeakMemory()
+    result = {"bank MiB": sum(v.numpy().nbytes for v in bank.weights) / MIB,
+              "memory source": peak_memory.source}
     for name, fn in (("memory step", memory_step), ("memory loss + gradient", memory_loss)):
         for jit in (False, True):
-            ms, peak = _measure(tf.function(fn, jit_compile=jit), seconds)
+            ms, peak = _measure(tf.function(fn, jit_compile=jit), seconds, peak_memory)
             result[f"{name} | jit={jit} | ms"] = ms
             result[f"{name} | jit={jit} | peak MiB"] = peak
     return result
@@ -108,8 +164,17 @@ def benchmark(memories: Sequence[int], classes: Sequence[int], dim: int, batch: 
     return dict(zip(cells, results))
 
 
-def table(results: Dict[Tuple[int, int], Dict[str, float]]) -> str:
-    """Markdown: one line per cell, ms and peak MiB per row and jit mode."""
+MEMORY_SOURCES = {
+    "allocator": "peak MiB: TensorFlow's CPU allocator statistics",
+    "resident": "peak MiB: the process's peak resident set (this machine's CPU allocator "
+                "keeps no statistics), so it counts more than TensorFlow's allocations",
+    "unavailable": "peak MiB: n/a, this machine has neither CPU allocator statistics "
+                   "nor /proc/self/clear_refs"}
+
+
+def table(results: Dict[Tuple[int, int], Dict[str, object]]) -> str:
+    """Markdown: one line per cell, ms and peak MiB per row and jit mode, and
+    a line saying where the peaks come from."""
     lines = ["| K rows | C classes | bank MiB | memory step ms (jit off / on) "
              "| peak MiB (off / on) | memory loss + grad ms (off / on) | peak MiB (off / on) |",
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -117,9 +182,13 @@ def table(results: Dict[Tuple[int, int], Dict[str, float]]) -> str:
         cells = [f"{memory:,}", f"{classes:,}", f"{r['bank MiB']:,.0f}"]
         for name in ("memory step", "memory loss + gradient"):
             for unit, spec in (("ms", ".2f"), ("peak MiB", ",.0f")):
-                off, on = (r[f"{name} | jit={jit} | {unit}"] for jit in (False, True))
-                cells.append(f"{off:{spec}} / {on:{spec}}")
+                off, on = ("n/a" if value is None else f"{value:{spec}}"
+                           for value in (r[f"{name} | jit={jit} | {unit}"]
+                                         for jit in (False, True)))
+                cells.append(f"{off} / {on}")
         lines.append("| " + " | ".join(cells) + " |")
+    sources = sorted({r["memory source"] for r in results.values()})
+    lines += [""] + [MEMORY_SOURCES[source] for source in sources]
     return "\n".join(lines) + "\n"
 
 
