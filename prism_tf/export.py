@@ -14,12 +14,12 @@ Serving replays at load so that the first real request is not slow).
 
 A version is written to a hidden temporary folder beside it and renamed into
 `export_dir/<version>` only when complete, so TF Serving, which watches
-`export_dir`, never sees a half-written version.
+`export_dir`, never sees a half-written version; what a killed export left
+is deleted by the next one.
 """
 
 import base64
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Dict, Optional
@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from prism_tf import compat
+from prism_tf.files import remove_stale_temporaries, temporary_name
 from prism_tf.data.pipeline import Preprocessing
 
 CONTRACT_FILE = "preprocessing.json"
@@ -52,8 +53,18 @@ class _Embedder(tf.Module):
             tf.TensorSpec([None], tf.string, name="encoded_images")])
 
     def _embed(self, images):
+        # A NaN pixel would come back as a NaN embedding, and features whose
+        # squared norm overflows (inputs of 1e30) as an all-zero "unit" one:
+        # both are refused (InvalidArgumentError; TF Serving answers 400).
+        tf.debugging.assert_all_finite(images, "images must be finite numbers")
         features = tf.cast(self.encoder(images, training=False), tf.float32)
-        return {"embeddings": tf.math.l2_normalize(features, axis=-1)}
+        squared_norm = tf.reduce_sum(tf.square(features), axis=-1)
+        tf.debugging.Assert(
+            tf.reduce_all(tf.math.is_finite(squared_norm) & (squared_norm > 0.0)),
+            ["the encoder's output for these images has no finite, non-zero length, so it "
+             "cannot be normalised: are they preprocessed as assets.extra/preprocessing.json "
+             "says?"])
+        return {"embeddings": features * tf.math.rsqrt(squared_norm)[:, None]}
 
     def _embed_encoded(self, encoded_images):
         size, channels = self.preprocessing.image_size, self.preprocessing.channels
@@ -207,12 +218,15 @@ def export_saved_model(encoder: keras.Model, export_dir: str, preprocessing: Pre
         export_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OSError(f"cannot write to export folder {export_dir}: {error.strerror}") from None
-    version = next_version(export_dir) if version is None else int(version)
+    if version is not None and (not isinstance(version, int) or version < 1):
+        raise ValueError(f"export version {version!r}: expected an integer >= 1 (TF Serving "
+                         "loads only numbered version folders)")
+    version = next_version(export_dir) if version is None else version
     final = export_dir / str(version)
     if final.exists():
         raise FileExistsError(f"{final} exists; versions are never overwritten")
-    temporary = export_dir / f".tmp-{version}-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
+    remove_stale_temporaries(export_dir)
+    temporary = temporary_name(final)
     module = _Embedder(encoder, preprocessing)
     try:
         tf.saved_model.save(module, str(temporary), signatures={

@@ -55,11 +55,45 @@ def _cli(name):
 def test_versions_are_numbered_and_never_overwritten(exported):
     model, export_dir, path = exported
     assert path == export_dir / "1" and (path / "saved_model.pb").exists()
-    assert not [p for p in export_dir.iterdir() if p.name.startswith(".tmp")]
+    assert not [p for p in export_dir.iterdir() if p.name.startswith(".")]
     second = export_saved_model(model.encoder, str(export_dir), PRE)
     assert second.name == "2"
     with pytest.raises(FileExistsError, match="never overwritten"):
         export_saved_model(model.encoder, str(export_dir), PRE, version=1)
+
+
+def test_a_version_below_1_is_refused_and_a_killed_exports_folder_is_cleared(exported,
+                                                                             tmp_path):
+    model, _, _ = exported
+    for version in (-1, 0):
+        with pytest.raises(ValueError, match=f"export version {version}: expected an integer"):
+            export_saved_model(model.encoder, str(tmp_path), PRE, version=version)
+    assert list(tmp_path.iterdir()) == []
+    # What an export killed mid-write leaves (its process gone), and one
+    # still being written by a live process (this one), which stays.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    (tmp_path / f".1.{dead}.tmp" / "variables").mkdir(parents=True)
+    (tmp_path / f".7.{os.getpid()}.tmp").mkdir()
+    path = export_saved_model(model.encoder, str(tmp_path), PRE)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["1", f".7.{os.getpid()}.tmp"])
+    assert (path / "saved_model.pb").is_file()
+
+
+@pytest.mark.parametrize("value,match", [(np.nan, "images must be finite"),
+                                         (np.inf, "images must be finite"),
+                                         (1e30, "cannot be normalised")])
+def test_the_float_signature_refuses_what_it_cannot_embed(exported, value, match):
+    _, _, path = exported
+    images = np.full((2, 16, 16, 3), 0.1, np.float32)
+    images[1, 3, 4, 0] = value if value != 1e30 else 0.1
+    if value == 1e30:
+        images[1] = value
+    with serving.tf1_loaded(path) as predict:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+            predict("serving_default", {"images": images})
+        # The server keeps answering good requests.
+        assert np.isfinite(predict("serving_default", {"images": images[:1]})).all()
 
 
 def test_the_tf1_loader_serves_both_signatures_like_keras(exported, images):
