@@ -75,13 +75,13 @@ def apply_gradients_if(condition: tf.Tensor, optimizer, gradients: list,
         optimizer.apply_gradients(zip(gradients, variables))
         return tf.constant(True)
 
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
+    if not tf.distribute.has_strategy():
         tf.cond(condition, apply, lambda: tf.constant(False))
         return
-    # On several replicas `apply_gradients` synchronises them (merge_call),
-    # which TF refuses inside a tf.cond in replica context; so the cond runs
-    # in cross-replica context, as Keras's LossScaleOptimizer does.
+    # Under a strategy `apply_gradients` synchronises the replicas
+    # (merge_call), one replica too, which TF refuses inside a tf.cond in
+    # replica context; so the cond runs in cross-replica context, as Keras's
+    # LossScaleOptimizer does.
     # `condition` must be the same on every replica: the first one's decides.
     pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
     options = {}
@@ -100,7 +100,7 @@ def apply_gradients_if(condition: tf.Tensor, optimizer, gradients: list,
         tf.cond(strategy.experimental_local_results(condition)[0],
                 apply_on_each_replica, lambda: tf.constant(False))
 
-    context.merge_call(in_cross_replica_context,
+    tf.distribute.get_replica_context().merge_call(in_cross_replica_context,
                        args=(condition, [g for g, _ in pairs]))
 
 

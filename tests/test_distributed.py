@@ -188,6 +188,29 @@ def test_train_pipeline_runs_mirrored_as_on_one_device(tmp_path):
     assert evaluated["precision_at_1"] == pytest.approx(two["precision_at_1"], abs=1e-6)
 
 
+def test_mirrored_on_a_single_device_trains_as_the_default_strategy(tmp_path):
+    # A one-GPU (or one-CPU) machine: MirroredStrategy with one replica still
+    # synchronises in apply_gradients. A process of its own: this one's CPU is
+    # split in two, and one MirroredStrategy per process (experiment.py).
+    metrics, outputs = {}, {}
+    for strategy in ("default", "mirrored"):
+        result = subprocess.run(
+            [sys.executable, "-m", "pipelines.train", "--config=configs/default.py",
+             f"--workdir={tmp_path / strategy}", "--config.train.steps=6",
+             "--config.train.eval_every=3", f"--config.train.strategy={strategy}",
+             "--verbose=0"],
+            cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True,
+            text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        metrics[strategy] = json.loads((tmp_path / strategy / "metrics.json").read_text())
+        outputs[strategy] = result.stdout
+    assert "Training on 1 replicas (train.strategy = 'mirrored'" in outputs["mirrored"]
+    for name in ("kept_fraction", "kept_purity", "noise_estimate"):
+        assert metrics["mirrored"][name] == pytest.approx(metrics["default"][name], abs=1e-6)
+    assert metrics["mirrored"]["precision_at_1"] == pytest.approx(
+        metrics["default"]["precision_at_1"], abs=0.01)
+
+
 def test_a_batch_the_replicas_cannot_share_evenly_is_refused_before_the_workdir(tmp_path):
     config = _pipeline_config("mirrored")
     config.train.batch_size, config.data.samples_per_class = 33, 3
