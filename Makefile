@@ -1,12 +1,14 @@
 # The two newcomer commands: `make train` (set up, run the main job: the
 # default config on the built-in synthetic set, into runs/default) and
 # `make test` (set up, run the tests). Both create .venv on first use.
-# `make test-legacy` runs the tests on TF 2.15 + Keras 2 + TFA in .venv-legacy.
+# `make test-legacy` runs the tests on TF 2.15 + Keras 2 + TFA in .venv-legacy;
+# `make check-wheel` builds the sdist and wheel and runs the commands from a
+# fresh environment outside the checkout (.ci/check-wheel).
 PYTHON ?= python3
 
-.PHONY: train test test-legacy
+.PHONY: train test test-legacy check-wheel
 
-%/.installed: setup.py
+%/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $*
 	$*/bin/python -m pip install --quiet --upgrade pip
 	$*/bin/python -m pip install --quiet -e ".[$(EXTRAS)]"
@@ -24,3 +26,6 @@ test: .venv/.installed
 
 test-legacy: .venv-legacy/.installed
 	.venv-legacy/bin/python -m pytest -q
+
+check-wheel: .venv/.installed
+	bash .ci/check-wheel

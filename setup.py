@@ -1,4 +1,11 @@
-"""prism-tf: noise-resistant deep metric learning (PRISM) for Keras 3."""
+"""prism-tf: noise-resistant deep metric learning (PRISM) for Keras 3.
+
+The checkout keeps the design card's layout (`prism_tf/`, `pipelines/`,
+`configs/` side by side); the wheel installs the pipelines and configs
+inside the package, as `prism_tf.pipelines` and `prism_tf.configs`, so that
+no generic top-level name lands in site-packages, and installs one command
+per pipeline.
+"""
 
 import re
 from pathlib import Path
@@ -8,13 +15,23 @@ from setuptools import find_packages, setup
 version = re.search(r'__version__ = "([^"]+)"',
                     Path("prism_tf/__init__.py").read_text()).group(1)
 
+COMMANDS = {"train": "train", "evaluate": "evaluate", "export": "export",
+            "find-noisy-labels": "find_noisy_labels", "serve-request": "serve_request"}
+
 setup(
     name="prism-tf",
     version=version,
     description="PRISM: noise-resistant deep metric learning for TensorFlow/Keras",
     long_description=Path("README.md").read_text(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["prism_tf", "prism_tf.*"]),
+    license="Apache-2.0",
+    license_files=["LICENSE"],
+    packages=(find_packages(include=["prism_tf", "prism_tf.*"])
+              + ["prism_tf.pipelines", "prism_tf.pipelines.benchmarks", "prism_tf.configs"]),
+    package_dir={"prism_tf.pipelines": "pipelines", "prism_tf.configs": "configs"},
+    entry_points={"console_scripts": [
+        f"prism-tf-{command} = prism_tf.pipelines.{module}:run"
+        for command, module in COMMANDS.items()]},
     python_requires=">=3.10,<3.14",
     install_requires=[
         # The primary stack is TF >= 2.16 with Keras 3 (what this resolves to);
@@ -29,7 +46,7 @@ setup(
         "tensorflow-serving-api>=2.15.1",
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        "test": ["pytest>=8", "build>=1.2", "twine>=5"],
         "faiss": ["faiss-cpu>=1.7"],   # optional exact kNN backend for evaluation
         # the noisy-label finder's comparison (pipelines/benchmarks/label_issues.py)
         "cleanlab": ["cleanlab>=2.6"],

@@ -1,6 +1,6 @@
 """CARS196 (TFDS cars196): classes 1-98 train, 99-196 test; 50% symmetric noise."""
 
-from configs.paper import paper_config
+from prism_tf.configs.paper import paper_config
 
 
 def get_config():

@@ -6,7 +6,7 @@ the authors' lists; data.test_list at the CARS196 test list (classes
 ground truth.
 """
 
-from configs.paper import paper_config
+from prism_tf.configs.paper import paper_config
 
 
 def get_config():

@@ -1,6 +1,6 @@
 """CUB-200-2011 (TFDS caltech_birds2011): classes 1-100 train, 101-200 test."""
 
-from configs.paper import paper_config
+from prism_tf.configs.paper import paper_config
 
 
 def get_config():

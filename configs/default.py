@@ -3,7 +3,7 @@
     python -m pipelines.train --config=configs/default.py --workdir=/tmp/prism
 """
 
-from configs.base import base_config
+from prism_tf.configs.base import base_config
 
 
 def get_config():

@@ -4,7 +4,7 @@ Reads the IDX files from data.data_dir, Debian's dataset-fashion-mnist or
 the Keras cache.
 """
 
-from configs.base import base_config
+from prism_tf.configs.base import base_config
 
 
 def get_config():

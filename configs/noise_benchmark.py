@@ -20,7 +20,7 @@ BN-Inception; the small CNN barely moves at it).
 
 import ml_collections
 
-from configs import default, fashion_mnist
+from prism_tf.configs import default, fashion_mnist
 
 DATASETS = {"synthetic": default, "fashion_mnist": fashion_mnist, "pretrained": default}
 PRETRAINED_RUN = "runs/synthetic-pretraining"

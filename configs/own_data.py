@@ -18,7 +18,7 @@ Images are resized to 64 x 64 with flips off (right for text, logos and
 digits; `--config.data.flip=True` for natural images).
 """
 
-from configs.base import base_config
+from prism_tf.configs.base import base_config
 
 
 def get_config():

@@ -5,7 +5,7 @@ pooling and a 512-d linear head stands in. ImageNet weights need the
 network on first use (`--config.model.weights=""` trains from scratch).
 """
 
-from configs.base import base_config
+from prism_tf.configs.base import base_config
 
 
 def paper_config(memory_size: int = 8192, window_size: int = 30):

@@ -1,6 +1,6 @@
 """Stanford Online Products (TFDS): the official class-disjoint splits."""
 
-from configs.paper import paper_config
+from prism_tf.configs.paper import paper_config
 
 
 def get_config():

@@ -10,7 +10,7 @@ colour tells apart. `configs/noise_benchmark.py:pretrained` fine-tunes from
 this run on the synthetic training classes with noisy labels.
 """
 
-from configs.base import base_config
+from prism_tf.configs.base import base_config
 
 
 def get_config():

@@ -2,15 +2,21 @@
 
 A config that fails to load, an unknown `--config.*` key or a bad flag
 value ends the program with one `error: ...` line, not a traceback and not
-the usage text (which `--help` still prints).
+the usage text (which `--help` still prints). A config flag takes a file
+(`--config=configs/default.py`, `--config=my_config.py:arg`) or the name of
+a config that comes with the package (`--config=default`,
+`--config=noise_benchmark:pretrained`).
 """
 
 import contextlib
 import logging
+from pathlib import Path
 import sys
 from typing import Callable, Iterator, List, Optional
 
 from absl import app, flags
+
+import prism_tf.configs
 
 
 def one_line(error: BaseException) -> str:
@@ -28,11 +34,65 @@ def one_line(error: BaseException) -> str:
     return " ".join(text.split())
 
 
+PACKAGED_CONFIGS = Path(prism_tf.configs.__file__).parent
+
+
+def packaged_config_names() -> List[str]:
+    """The configs that come with the package: the files with a `get_config`.
+
+    >>> packaged_config_names()[:3]
+    ['cars196', 'cars98n', 'cub200']
+    """
+    return sorted(path.stem for path in PACKAGED_CONFIGS.glob("*.py")
+                  if "def get_config(" in path.read_text())
+
+
+def config_file(value: str) -> str:
+    """A config flag's value with a packaged config's name replaced by that
+    config's file; a value naming a file (or any path) is kept.
+
+    >>> config_file("noise_benchmark:pretrained").endswith("configs/noise_benchmark.py:pretrained")
+    True
+    >>> config_file("configs/default.py")
+    'configs/default.py'
+    >>> config_file("defualt")
+    Traceback (most recent call last):
+    ...
+    ValueError: --config=defualt: no such file, and no packaged config 'defualt' (packaged: cars196, ...)
+    """
+    name, colon, argument = value.partition(":")
+    if "/" in name or name.endswith(".py") or Path(name).exists():
+        return value
+    if name not in packaged_config_names():
+        raise ValueError(f"--config={value}: no such file, and no packaged config {name!r} "
+                         f"(packaged: {', '.join(packaged_config_names())})")
+    return f"{PACKAGED_CONFIGS / name}.py{colon}{argument}"
+
+
+def _with_config_files(argv: List[str]) -> List[str]:
+    """`argv` with every config flag's value passed through `config_file`
+    (`--config=VALUE` and `--config VALUE`)."""
+    # The class's attribute: the flag's own raises until the flags are parsed.
+    names = {name for name in flags.FLAGS
+             if hasattr(type(flags.FLAGS[name]), "config_filename")}
+    resolved = list(argv)
+    for i, arg in enumerate(argv):
+        flag, equals, value = arg.lstrip("-").partition("=")
+        if not arg.startswith("-") or flag not in names:
+            continue
+        if equals:
+            resolved[i] = f"{arg[:len(arg) - len(value)]}{config_file(value)}"
+        elif i + 1 < len(argv):
+            resolved[i + 1] = config_file(argv[i + 1])
+    return resolved
+
+
 def parse_flags(argv: List[str]) -> List[str]:
-    """`app.run`'s flags parser: the flags, then every config flag's file and
-    overrides, so their errors surface here, as one line."""
+    """`app.run`'s flags parser: the flags (a packaged config by its name),
+    then every config flag's file and overrides, so their errors surface
+    here, as one line."""
     try:
-        remaining = flags.FLAGS(argv)
+        remaining = flags.FLAGS(_with_config_files(argv))
         for name in flags.FLAGS:
             flag = flags.FLAGS[name]
             if hasattr(flag, "config_filename") and flag.present:
@@ -54,10 +114,22 @@ def one_line_errors() -> Iterator[None]:
         raise SystemExit(f"error: {error}")
 
 
-def run(main: Callable[[List[str]], None]) -> None:
-    """`app.run(main)` with one-line flag and config errors, and without the
-    library chatter that buries a run's own lines (TensorFlow's INFO line on
-    every checkpoint save, faiss's loader lines)."""
+def run(main: Callable[[List[str]], None], define_flags: Callable[[], None]) -> None:
+    """Defines a pipeline's flags and runs `app.run(main)` with one-line flag
+    and config errors, and without the library chatter that buries a run's
+    own lines (TensorFlow's INFO line on every checkpoint save, faiss's
+    loader lines)."""
+    # absl prints the main module's docstring as the usage text; an installed
+    # command's script has none.
+    main_module = sys.modules["__main__"]
+    if not main_module.__doc__:
+        main_module.__doc__ = sys.modules[main.__module__].__doc__
+    before = set(flags.FLAGS)
+    define_flags()
+    # `--helpshort` lists the main module's flags, and under an installed
+    # command (prism-tf-train) the main module is the command's script.
+    for name in sorted(set(flags.FLAGS) - before):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
     for name in ("tensorflow", "faiss"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # TensorFlow's checkpoint saver logs through absl, beside our own lines.

@@ -18,7 +18,7 @@ from absl import app, flags
 import ml_collections
 import tensorflow as tf
 
-from pipelines import cli, experiment
+from . import cli, experiment
 from prism_tf.data.pipeline import Preprocessing
 from prism_tf.replicas import embed_on_replicas
 
@@ -56,7 +56,7 @@ def evaluate(workdir: str, saved_model: str = None, split: str = "test",
              chunk_size: int = 1024, backend: str = "tensorflow") -> dict:
     """Metrics of the checkpoint in `workdir`, or of `saved_model`, on `split`."""
     config, _, embed = embedder(workdir, saved_model)
-    train_split, test_split = experiment.load_splits(config)
+    train_split, test_split = experiment.load_run_splits(workdir, config)
     return experiment.retrieval_on(test_split if split == "test" else train_split, config,
                                    embed, chunk_size, backend)
 
@@ -78,6 +78,10 @@ def main(argv):
     print(json.dumps(metrics, indent=2))
 
 
+def run() -> None:
+    """The `prism-tf-evaluate` command."""
+    cli.run(main, _define_flags)
+
+
 if __name__ == "__main__":
-    _define_flags()
-    cli.run(main)
+    run()

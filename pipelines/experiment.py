@@ -1,11 +1,14 @@
 """What the train / evaluate / export pipelines share: config checks, data, model."""
 
 import functools
+import hashlib
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
+from absl import logging
 import keras
 import ml_collections
 import numpy as np
@@ -15,12 +18,14 @@ from prism_tf import MemoryBank, PrismModel, PrismSelector, losses
 from prism_tf.proxy_losses import PROXY_LOSSES
 from prism_tf.selector import AUTO, PROXIES
 from prism_tf.data import ImageSplit
+from prism_tf.data.duplicates import without_repeats
 from prism_tf.data.noise import NOISE_KINDS
 from prism_tf.data.pipeline import Preprocessing, drop_undecodable, eval_dataset
 from prism_tf.data.registry import OPTIONS as SOURCE_OPTIONS, SOURCES, load_source
 from prism_tf.encoders import IMAGENET, build_encoder, copy_encoder_weights
 from prism_tf.evaluation import embed_dataset, retrieval_metrics
 from prism_tf.export import exported_encoder_variables
+from prism_tf.files import write_atomically
 
 CONFIG_FILE = "config.json"
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -39,8 +44,13 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                 value = value[part]
             raise ConfigError(f"config.{key} = {value!r}: expected {expected}")
 
+    for key, value in _leaves(config.to_dict()):
+        numbers = value if isinstance(value, (tuple, list)) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+            raise ConfigError(f"config.{key} = {value!r}: expected finite numbers")
     data = config.data
     need(data.source in SOURCES, "data.source", f"one of {sorted(SOURCES)}")
+    need(isinstance(data.seed, int) and data.seed >= 0, "data.seed", "an integer >= 0")
     need(data.source != "folder" or bool(data.data_dir), "data.data_dir",
          "the folder of your class folders (data.source = 'folder')")
     need(data.injected_noise.kind in NOISE_KINDS, "data.injected_noise.kind",
@@ -49,8 +59,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     need(all(v > 0 for v in data.std), "data.std", "values > 0 (they divide the pixels)")
     need(data.eval_resize >= 1.0, "data.eval_resize",
          "a factor >= 1 (the centre crop cannot be larger than the resized image)")
-    need(0.0 < data.crop_scale[0] <= data.crop_scale[1] <= 1.0, "data.crop_scale",
-         "(low, high) area shares with 0 < low <= high <= 1")
+    need(len(data.crop_scale) == 2 and 0.0 < data.crop_scale[0] <= data.crop_scale[1] <= 1.0,
+         "data.crop_scale", "(low, high) area shares with 0 < low <= high <= 1")
     need(not data.mean or not data.std or len(data.mean) == len(data.std), "data.std",
          f"as many values as data.mean ({len(data.mean)})")
     rate = config.selector.noise_rate
@@ -67,10 +77,16 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     need(len(config.eval.recall_at) > 0 and all(
         isinstance(k, int) and k >= 1 for k in config.eval.recall_at), "eval.recall_at",
         "integers >= 1, e.g. (1, 2, 4, 8)")
+    need(config.train.batch_size > 0, "train.batch_size", "a positive batch size")
+    need(data.samples_per_class >= 2 or config.loss.name in PROXY_LOSSES,
+         "data.samples_per_class", "at least 2: the pair and triplet losses learn from two "
+         "images of a class in a batch (one is enough for the proxy losses)")
     need(data.samples_per_class > 0
          and config.train.batch_size % config.data.samples_per_class == 0,
          "train.batch_size", f"a multiple of data.samples_per_class "
          f"({config.data.samples_per_class})")
+    need(config.memory.weight >= 0, "memory.weight", "a weight >= 0 (0: the memory only "
+         "scores)")
     need(config.memory.size >= config.train.batch_size, "memory.size",
          f"at least train.batch_size ({config.train.batch_size})")
     loss_names = sorted({*losses.LOSSES, *PROXY_LOSSES})
@@ -82,12 +98,30 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     need(0.0 < config.train.proxy_learning_rate <= 1.0, "train.proxy_learning_rate",
          "a learning rate in (0, 1]")
     model = config.model
-    need(model.weights in ("", IMAGENET) or Path(model.weights).is_file(), "model.weights",
-         f"'', {IMAGENET!r} or an existing weights file (.h5 / .weights.h5)")
-    need(not model.init_from or Path(model.init_from).is_dir(), "model.init_from",
-         "'' or an existing training workdir or export folder")
     need(not (model.init_from and model.weights), "model.init_from",
          f"'' when model.weights is set ({model.weights!r}): start from one or the other")
+
+
+def check_encoder_start(config: ml_collections.ConfigDict) -> None:
+    """Raises `ConfigError` unless the encoder's starting weights
+    (`model.weights`, `model.init_from`) are there. Only a run that starts
+    needs them: a resumed one starts from its own checkpoint."""
+    model = config.model
+    if not (model.weights in ("", IMAGENET) or Path(model.weights).is_file()):
+        raise ConfigError(f"config.model.weights = {model.weights!r}: expected '', "
+                          f"{IMAGENET!r} or an existing weights file (.h5 / .weights.h5)")
+    if model.init_from and not Path(model.init_from).is_dir():
+        raise ConfigError(f"config.model.init_from = {model.init_from!r}: expected '' or an "
+                          "existing training workdir or export folder")
+
+
+def _leaves(tree: dict, prefix: str = ""):
+    """(dotted key, value) of every value of a nested dict."""
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def config_to_json(config: ml_collections.ConfigDict) -> str:
@@ -139,19 +173,13 @@ def _differences(old: dict, new: dict, prefix: str = ""):
             yield f"{prefix}{key} ({a!r} -> {b!r})"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Writes beside `path`, then renames: readers see the old or the new file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
-
-
 def load_splits(config: ml_collections.ConfigDict) -> Tuple[ImageSplit, ImageSplit]:
     """(noisy training split, evaluation split) of the configured source."""
     data = config.data
     train, test = load_source(data.source, seed=data.seed, image_size=data.image_size,
                               **{key: data[key] for key in SOURCE_OPTIONS})
-    train, test = (drop_undecodable(split, data.strict) for split in (train, test))
+    train, test = without_repeats(*(drop_undecodable(split, data.strict)
+                                    for split in (train, test)))
     noise = data.injected_noise
     # The rate means nothing without a kind: `injected_noise.kind=none` alone is enough.
     rate = noise.rate if noise.kind != "none" else 0.0
@@ -175,7 +203,11 @@ def data_message(train: ImageSplit, test: ImageSplit,
             f"all resized to {size}x{size} (data.image_size). Training: random crops of "
             f"{tuple(config.data.crop_scale)} of the area (data.crop_scale), {flips} "
             f"(data.flip). Evaluation: shorter side to "
-            f"{round(size * config.data.eval_resize)}, centre crop (data.eval_resize).")
+            f"{round(size * config.data.eval_resize)}, centre crop (data.eval_resize)."
+            + "".join(f" Left out of {split.name}: {len(split.repeats_dropped)} images that "
+                      f"repeat an earlier one (same file or bytes), e.g. "
+                      f"{split.repeats_dropped[0]}; data.json lists them."
+                      for split in (train, test) if split.repeats_dropped))
 
 
 def noise_message(train: ImageSplit, config: ml_collections.ConfigDict) -> str:
@@ -212,15 +244,19 @@ def strategy_message(strategy: tf.distribute.Strategy,
             f"global batch {batch}, {batch // replicas} per replica.")
 
 
-def data_report(train: ImageSplit, test: ImageSplit,
+def data_report(config: ml_collections.ConfigDict, train: ImageSplit, test: ImageSplit,
                 preprocessing: Preprocessing) -> Dict[str, object]:
     """What `DIR/data.json` records about the data of a run (`preprocessing`
-    with its channels worked out)."""
+    with its channels worked out), with the digest of the config it started
+    with (`read_run` refuses a config.json edited since)."""
     size = preprocessing.image_size
     return {
+        "config_sha256": hashlib.sha256(config_to_json(config).encode()).hexdigest(),
         "image_shape": [size, size, preprocessing.channels],
         **{part: {"name": split.name, "classes": split.num_classes, "samples": len(split),
-                  "image_sizes": _size_text(split), "skipped_undecodable": list(split.skipped)}
+                  "image_sizes": _size_text(split), "skipped_undecodable": list(split.skipped),
+                  "repeats_dropped": list(split.repeats_dropped),
+                  "fingerprint": fingerprint(split)}
            for part, split in (("train", train), ("test", test))},
         "noise": {"kind": train.noise.kind, "requested_rate": train.noise.requested_rate,
                   "realized_rate": train.noise.realized_rate,
@@ -228,12 +264,72 @@ def data_report(train: ImageSplit, test: ImageSplit,
     }
 
 
-def check_evaluation_split(split: ImageSplit) -> None:
+def fingerprint(split: ImageSplit) -> str:
+    """sha256 of a split's samples (their paths, or their images when held
+    in memory) in order, with the labels the model sees: what tells that a
+    run is resumed (or scored) on the data it started on.
+
+    >>> from prism_tf.data import synthetic
+    >>> split = synthetic("test", num_classes=4, images_per_class=2)
+    >>> fingerprint(split) == fingerprint(split.with_noise("symmetric", 0.5, seed=0))
+    False
+    """
+    digest = hashlib.sha256(np.ascontiguousarray(split.labels, np.int64).tobytes())
+    if split.pixels is not None:
+        digest.update(np.ascontiguousarray(split.pixels).tobytes())
+    else:
+        for item in split.images:
+            digest.update(hashlib.sha256(item if isinstance(item, bytes)
+                                         else str(item).encode()).digest())
+    return digest.hexdigest()
+
+
+def check_recorded_data(workdir: Path, train: ImageSplit, test: ImageSplit) -> None:
+    """Raises `ConfigError` when the splits are not those the run in
+    `workdir` recorded in its data.json (an image deleted or added, other
+    labels, noise drawn over another sample list); nothing to compare with
+    before the run has started."""
+    recorded = _read_json(Path(workdir) / "data.json")
+    if recorded is None:
+        return
+    changes = []
+    for part, split in (("train", train), ("test", test)):
+        old = recorded.get(part, {})
+        if old.get("fingerprint", fingerprint(split)) != fingerprint(split):
+            changes.append(f"{part}: {old.get('samples')} samples then, {len(split)} now"
+                           if old.get("samples") != len(split) else
+                           f"{part}: {len(split)} samples, but other images or labels")
+    if changes:
+        raise ConfigError(
+            f"{workdir} was started on other data than its config gives now "
+            f"({'; '.join(changes)}; data.json has what it started on). A run keeps the "
+            "labels it started with: restore the data, or use a new --workdir.")
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    """A JSON file the pipelines wrote, None if absent; `ConfigError` naming
+    the file if it cannot be read."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} is damaged ({error}); it was not written by a finished "
+                          "write of this project") from None
+
+
+def check_evaluation_split(split: ImageSplit, recall_at: Tuple[int, ...]) -> None:
     """Raises `ConfigError` unless some label of `split` has 2 or more items
-    (leave-one-out retrieval has nothing to find otherwise)."""
+    (leave-one-out retrieval has nothing to find otherwise) and every
+    Recall@K looks at fewer than all the other items (at all of them it is
+    1.0 whatever the embeddings)."""
     if len(split) < 2 or np.bincount(split.labels).max() < 2:
         raise ConfigError(f"the evaluation split {split.name} has no class with 2 or more "
                           "images: retrieval cannot be scored on it")
+    if max(recall_at) >= len(split) - 1:
+        raise ConfigError(f"config.eval.recall_at = {tuple(recall_at)!r}: expected values "
+                          f"below {len(split) - 1}, the other images of each query in "
+                          f"{split.name} (Recall@K over all of them is 1.0 by definition)")
 
 
 def preprocessing(config: ml_collections.ConfigDict,
@@ -294,6 +390,8 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, channels: i
     """The configured PrismModel, compiled; `pretrained=False` skips the
     encoder's initial weights (`model.weights`, `model.init_from`: a
     checkpoint will replace them)."""
+    if pretrained:
+        check_encoder_start(config)
     size = config.data.image_size
     encoder = build_encoder(config.model.encoder, (size, size, channels),
                             config.model.embedding_dim,
@@ -368,14 +466,66 @@ def remove_stale_checkpoints(manager: tf.train.CheckpointManager) -> List[str]:
     return removed
 
 
+def latest_intact_checkpoint(directory: Path) -> Optional[str]:
+    """The newest checkpoint in `directory` whose files are whole, or None.
+
+    Each candidate, newest first, has its index read and every tensor
+    checked against its stored checksum; a damaged or incomplete one (a
+    truncated `.data`, a missing `.index`) is skipped with a warning that
+    names it and the checkpoint used instead.
+    """
+    state = tf.train.get_checkpoint_state(str(directory))
+    candidates = list(reversed(state.all_model_checkpoint_paths)) if state else []
+    for path in candidates:
+        problem = _checkpoint_problem(path)
+        if problem is None:
+            return path
+        logging.warning("Checkpoint %s cannot be used (%s); trying the one before it.",
+                        path, problem)
+    return None
+
+
+def _checkpoint_problem(path: str) -> Optional[str]:
+    """Why the checkpoint at `path` cannot be restored, or None if it can."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (tf.errors.OpError, ValueError, IndexError, OSError) as error:
+        # A truncated .data file reads short (IndexError), a missing file or
+        # a checksum mismatch is an OpError.
+        return _first_line(error)
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    """A TensorFlow error's message, first line only."""
+    text = getattr(error, "message", None) or str(error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
 def read_run(workdir: str) -> Tuple[ml_collections.ConfigDict, Dict[str, object]]:
     """The resolved config and the data report of a training workdir."""
     workdir = Path(workdir)
     for name in (CONFIG_FILE, "data.json"):
         if not (workdir / name).is_file():
             raise ConfigError(f"{workdir} is not a training workdir: no {name}")
-    return (ml_collections.ConfigDict(json.loads((workdir / CONFIG_FILE).read_text())),
-            json.loads((workdir / "data.json").read_text()))
+    text, data = (workdir / CONFIG_FILE).read_text(), _read_json(workdir / "data.json")
+    if data.get("config_sha256", hashlib.sha256(text.encode()).hexdigest()) != \
+            hashlib.sha256(text.encode()).hexdigest():
+        raise ConfigError(f"{workdir / CONFIG_FILE} was changed after the run started "
+                          "(data.json has the digest of the one it trained with): put "
+                          "the original back; to try other settings, train a new run")
+    return ml_collections.ConfigDict(_read_json(workdir / CONFIG_FILE)), data
+
+
+def load_run_splits(workdir: str, config: ml_collections.ConfigDict
+                    ) -> Tuple[ImageSplit, ImageSplit]:
+    """`load_splits` of a run's config, refused (`check_recorded_data`)
+    unless they are the splits the run trained and was evaluated on."""
+    train, test = load_splits(config)
+    check_recorded_data(Path(workdir), train, test)
+    return train, test
 
 
 def restore_run(workdir: str) -> Tuple[ml_collections.ConfigDict, Preprocessing, PrismModel]:
@@ -387,7 +537,12 @@ def restore_run(workdir: str) -> Tuple[ml_collections.ConfigDict, Preprocessing,
     model = build_model(config, data["train"]["classes"], run_preprocessing.channels,
                         pretrained=False)
     manager = checkpoint_manager(model, workdir)
-    if not manager.latest_checkpoint:
-        raise ConfigError(f"{workdir}: no checkpoint to restore")
-    manager.checkpoint.restore(manager.latest_checkpoint).expect_partial()
+    checkpoint = latest_intact_checkpoint(workdir / "checkpoints")
+    if checkpoint is None:
+        raise ConfigError(f"{workdir}: no checkpoint to restore"
+                          + (" that is intact" if manager.latest_checkpoint else ""))
+    manager.checkpoint.restore(checkpoint).expect_partial()
+    if checkpoint != manager.latest_checkpoint:
+        logging.warning("Using %s (step %d).", checkpoint,
+                        int(model.optimizer.iterations.numpy()))
     return config, run_preprocessing, model

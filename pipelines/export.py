@@ -14,7 +14,7 @@ from typing import Optional
 
 from absl import app, flags
 
-from pipelines import cli, experiment
+from . import cli, experiment
 from prism_tf.export import export_saved_model
 
 FLAGS = flags.FLAGS
@@ -51,6 +51,10 @@ def main(argv):
     print(f"exported {path}")
 
 
+def run() -> None:
+    """The `prism-tf-export` command."""
+    cli.run(main, _define_flags)
+
+
 if __name__ == "__main__":
-    _define_flags()
-    cli.run(main)
+    run()

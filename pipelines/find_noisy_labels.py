@@ -16,12 +16,14 @@ probability alone). Writes beside the run (or to --output):
   be scored: they come last, with an empty score, and are counted.
 - `noisy_labels.png`: the first --grid suspects in CSV order, row by row
   (framed red / green where the ground truth says wrong / right);
-- `noisy_labels.json`: counts and, with ground truth (injected noise or a
-  CSV clean list), ROC AUC, average precision and precision / recall among
-  the top k suspects.
+- `noisy_labels.json`: counts, the CSV's sha256 and, with ground truth
+  (injected noise or a CSV clean list), ROC AUC, average precision and
+  precision / recall among the top k suspects. Written last (the old one
+  removed first), so it always describes the CSV beside it.
 """
 
 import csv
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -31,10 +33,11 @@ from absl import app, flags
 import numpy as np
 import tensorflow as tf
 
-from pipelines import cli, experiment
-from pipelines.evaluate import embedder
+from . import cli, experiment
+from .evaluate import embedder
 from prism_tf.data.pipeline import CorruptImageLog, sample_dataset
 from prism_tf.evaluation import embed_dataset
+from prism_tf.files import write_atomically
 from prism_tf.label_issues import (clean_probabilities, neighbour_agreement,
                                    ranking_metrics)
 from prism_tf.monitoring import displayable, image_grid
@@ -62,7 +65,7 @@ def training_embeddings(workdir: str, saved_model: Optional[str] = None):
     `saved_model` (`pipelines.evaluate.embedder`); `index` [N] says which
     sample of the split each embedding row is (unreadable images left out)."""
     config, preprocessing, embed = embedder(workdir, saved_model)
-    split, _ = experiment.load_splits(config)
+    split, _ = experiment.load_run_splits(workdir, config)
     preprocessing = preprocessing.for_split(split)
     samples = sample_dataset(split, CorruptImageLog(config.data.strict), preprocessing.channels)
     batches = (samples.filter(lambda s: s["ok"])
@@ -88,7 +91,20 @@ def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
                       output: Optional[str] = None, grid: int = 64,
                       chunk_size: int = 4096, neighbours: int = 10,
                       temperature: float = 0.1) -> Dict[str, float]:
-    """Writes the ranked list, grid and summary; returns the summary."""
+    """Writes the ranked list, grid and summary; returns the summary.
+
+    Each file is written atomically. The summary goes last and the old one
+    is removed first, so a summary beside a list always describes it (its
+    `csv_sha256` says which): a run killed between the files leaves a list
+    without one.
+    """
+    for ok, flag, value, expected in (
+            (grid >= 0, "grid", grid, "0 (no picture) or more suspects"),
+            (chunk_size > 0, "chunk_size", chunk_size, "a positive number of samples"),
+            (np.isfinite(temperature) and temperature > 0, "temperature", temperature,
+             "a finite number > 0 (it divides the class-centre logits)")):
+        if not ok:
+            raise ValueError(f"--{flag}={value}: expected {expected}")
     _, split, preprocessing, index, embeddings = training_embeddings(workdir, saved_model)
     output = Path(output or workdir)
     labels = split.labels[index]
@@ -108,17 +124,21 @@ def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
         summary.update(ranking_metrics(1.0 - score[scored], split.is_noisy[index][scored],
                                        top_k=[k for k in TOP_K if k < scored.sum()]))
     output.mkdir(parents=True, exist_ok=True)
-    _write_csv(output / "noisy_labels.csv", split, index[order], labels[order],
-               most_likely[order], np.stack([p_clean, agreement, score], 1)[order], known)
+    (output / "noisy_labels.json").unlink(missing_ok=True)
+    table = _csv(split, index[order], labels[order], most_likely[order],
+                 np.stack([p_clean, agreement, score], 1)[order], known)
+    write_atomically(output / "noisy_labels.csv", table)
     if grid:
         _write_grid(output / "noisy_labels.png", split, index[order][:grid], preprocessing,
                     known)
-    experiment.write_atomically(output / "noisy_labels.json", json.dumps(summary, indent=2))
+    summary["csv_sha256"] = hashlib.sha256(table.encode()).hexdigest()
+    write_atomically(output / "noisy_labels.json", json.dumps(summary, indent=2))
     return summary
 
 
-def _write_csv(path: Path, split, index, labels, most_likely, scores, known: bool) -> None:
-    """`scores` [N, 3]: clean probability, neighbour agreement, clean score."""
+def _csv(split, index, labels, most_likely, scores, known: bool) -> str:
+    """The ranked list as CSV text; `scores` [N, 3]: clean probability,
+    neighbour agreement, clean score."""
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     writer.writerow(["rank", "sample", "path", "given_label", "most_likely_label",
@@ -128,7 +148,7 @@ def _write_csv(path: Path, split, index, labels, most_likely, scores, known: boo
         row = [rank, int(i), split.paths[i] if split.paths is not None else "", int(label),
                int(best)] + ["" if np.isnan(v) else f"{v:.6g}" for v in values]
         writer.writerow(row + ([int(split.is_noisy[i])] if known else []))
-    experiment.write_atomically(path, text.getvalue())
+    return text.getvalue()
 
 
 def _write_grid(path: Path, split, index, preprocessing, known: bool) -> None:
@@ -144,7 +164,7 @@ def _write_grid(path: Path, split, index, preprocessing, known: bool) -> None:
               else np.zeros(len(index), int))
     border = np.concatenate([border, np.zeros(padding, int)]).reshape(rows, columns)
     picture = image_grid(tf.reshape(shown, [rows, columns, *shown.shape[1:]]), border)[0]
-    path.write_bytes(tf.io.encode_png(tf.cast(picture * 255, tf.uint8)).numpy())
+    write_atomically(path, tf.io.encode_png(tf.cast(picture * 255, tf.uint8)).numpy())
 
 
 def main(argv):
@@ -158,6 +178,10 @@ def main(argv):
     print(json.dumps(summary, indent=2))
 
 
+def run() -> None:
+    """The `prism-tf-find-noisy-labels` command."""
+    cli.run(main, _define_flags)
+
+
 if __name__ == "__main__":
-    _define_flags()
-    cli.run(main)
+    run()

@@ -17,14 +17,17 @@ on SERVER) and the answer is printed as JSON: {"embeddings": [[...]],
 
 import json
 from pathlib import Path
+import socket
 from typing import Dict, List, Optional
+import urllib.error
 import urllib.request
 
 from absl import app, flags
 import numpy as np
 import tensorflow as tf
 
-from pipelines import cli
+from . import cli
+from prism_tf.data.image_header import refusal_reason
 from prism_tf.export import (CONTRACT_FILE, predict_request, preprocessing_from_contract,
                              rest_body)
 
@@ -46,6 +49,10 @@ def _define_flags() -> None:
     flags.DEFINE_float("timeout", 30.0, "Seconds to wait for the server.")
 
 
+class ServerError(Exception):
+    """The server could not be reached or gave no usable answer."""
+
+
 def read_contract(path: str) -> Dict[str, object]:
     """The preprocessing contract from its file or from an export's version folder."""
     path = Path(path)
@@ -53,7 +60,10 @@ def read_contract(path: str) -> Dict[str, object]:
         path = path / "assets.extra" / CONTRACT_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no preprocessing contract at {path}")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not a preprocessing contract: {error}") from None
 
 
 def request_inputs(images: List[str], signature: str,
@@ -69,29 +79,87 @@ def request_inputs(images: List[str], signature: str,
     if contract is None:
         raise ValueError("signature serving_default needs --contract: the float images "
                          "must be preprocessed as the export expects")
-    preprocessing = preprocessing_from_contract(contract)
-    return {"images": np.stack([preprocessing.eval_view_of_file(data).numpy()
-                                for data in encoded])}
+    try:
+        preprocessing = preprocessing_from_contract(contract)
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"the contract lacks preprocessing key {error} (expected the "
+                         f"export's assets.extra/{CONTRACT_FILE})") from None
+    views = []
+    for name, data in zip(images, encoded):
+        try:
+            views.append(preprocessing.eval_view_of_file(data).numpy())
+        except tf.errors.InvalidArgumentError as error:
+            raise ValueError(f"{name}: {refusal_reason(error)}") from None
+    return {"images": np.stack(views)}
 
 
-def send_rest(server: str, model_name: str, body: Dict[str, object],
-              timeout: float) -> np.ndarray:
-    """POSTs a `:predict` body; returns the embeddings [N, D]."""
-    request = urllib.request.Request(
-        f"http://{server}/v1/models/{model_name}:predict", data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return np.asarray(json.loads(response.read())["predictions"], np.float32)
+def embeddings_from(predictions: object, count: int) -> np.ndarray:
+    """The server's `predictions` as embeddings [count, D], or a `ServerError`
+    saying why they are not.
+
+    >>> embeddings_from([[0.6, 0.8]], 1)
+    array([[0.6, 0.8]], dtype=float32)
+    >>> try:
+    ...     embeddings_from([[0.6, 0.8], [1.0]], 2)
+    ... except ServerError as error:
+    ...     print(error)
+    the server's answer is not 2 embeddings of equal length
+    """
+    try:
+        embeddings = np.asarray(predictions, np.float32)
+    except (ValueError, TypeError):
+        embeddings = None
+    if embeddings is None or embeddings.ndim != 2 or len(embeddings) != count:
+        raise ServerError(f"the server's answer is not {count} embeddings of equal length")
+    return embeddings
+
+
+def send_rest(server: str, model_name: str, body: Dict[str, object], timeout: float) -> object:
+    """POSTs a `:predict` body; returns the answer's `predictions`."""
+    url = f"http://{server}/v1/models/{model_name}:predict"
+    request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        # TF Serving says what was wrong in {"error": "..."}.
+        text = error.read().decode(errors="replace")
+        try:
+            text = json.loads(text)["error"]
+        except (ValueError, KeyError, TypeError):
+            pass
+        raise ServerError(f"{url} answered HTTP {error.code}: {cli.one_line(ValueError(text))}"
+                          ) from None
+    except (TimeoutError, socket.timeout):
+        raise ServerError(f"no answer from {url} within {timeout:g} s (--timeout)") from None
+    except (urllib.error.URLError, ConnectionError) as error:
+        reason = getattr(error, "reason", error)
+        raise ServerError(f"cannot reach {url}: {reason}") from None
+    except json.JSONDecodeError:
+        raise ServerError(f"{url} answered, but not with JSON") from None
+    if not isinstance(answer, dict) or "predictions" not in answer:
+        raise ServerError(f"{url} answered without predictions")
+    return answer["predictions"]
 
 
 def send_grpc(server: str, request, timeout: float) -> np.ndarray:
-    """Calls PredictionService.Predict; returns the embeddings [N, D]."""
+    """Calls PredictionService.Predict; returns its `embeddings` output."""
     import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    with grpc.insecure_channel(server) as channel:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        response = stub.Predict(request, timeout=timeout)
+    try:
+        with grpc.insecure_channel(server) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            response = stub.Predict(request, timeout=timeout)
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise ServerError(f"no answer from {server} within {timeout:g} s (--timeout)"
+                              ) from None
+        raise ServerError(f"gRPC Predict on {server} failed: {error.code().name}: "
+                          f"{cli.one_line(ValueError(error.details()))}") from None
+    if "embeddings" not in response.outputs:
+        raise ServerError(f"{server} answered without an 'embeddings' output")
     return tf.make_ndarray(response.outputs["embeddings"])
 
 
@@ -100,26 +168,34 @@ def main(argv):
     images = (FLAGS.images or []) + argv[1:]
     if not images:
         raise app.UsageError("--images is required")
+    if not FLAGS.timeout > 0:
+        raise SystemExit(f"error: --timeout={FLAGS.timeout:g}: expected a positive number "
+                         "of seconds")
     try:
         contract = read_contract(FLAGS.contract) if FLAGS.contract else None
         inputs = request_inputs(images, FLAGS.signature, contract)
-    except (FileNotFoundError, ValueError, tf.errors.InvalidArgumentError) as error:
+        if FLAGS.format == "rest":
+            body = rest_body(FLAGS.signature, inputs)
+            if not FLAGS.server:
+                print(json.dumps(body))
+                return
+            predictions = send_rest(FLAGS.server, FLAGS.model_name, body, FLAGS.timeout)
+        else:
+            request = predict_request(FLAGS.signature, inputs, FLAGS.model_name)
+            if not FLAGS.server:
+                print(request)
+                return
+            predictions = send_grpc(FLAGS.server, request, FLAGS.timeout)
+        embeddings = embeddings_from(predictions, len(images))
+    except (OSError, ValueError, ServerError) as error:
         raise SystemExit(f"error: {error}")
-    if FLAGS.format == "rest":
-        body = rest_body(FLAGS.signature, inputs)
-        if not FLAGS.server:
-            print(json.dumps(body))
-            return
-        embeddings = send_rest(FLAGS.server, FLAGS.model_name, body, FLAGS.timeout)
-    else:
-        request = predict_request(FLAGS.signature, inputs, FLAGS.model_name)
-        if not FLAGS.server:
-            print(request)
-            return
-        embeddings = send_grpc(FLAGS.server, request, FLAGS.timeout)
     print(json.dumps({"embeddings": embeddings.tolist(), "shape": list(embeddings.shape)}))
 
 
+def run() -> None:
+    """The `prism-tf-serve-request` command."""
+    cli.run(main, _define_flags)
+
+
 if __name__ == "__main__":
-    _define_flags()
-    cli.run(main)
+    run()

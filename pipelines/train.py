@@ -24,11 +24,12 @@ import numpy as np
 from ml_collections import config_flags
 import tensorflow as tf
 
-from pipelines import cli, experiment
+from . import cli, experiment
 from prism_tf.callbacks import CheckpointAtEpochEnd, RetrievalEvaluation, StepTensorBoard
 from prism_tf.data import ImageSplit
 from prism_tf.data.pipeline import (Preprocessing, class_balanced_indices, eval_dataset,
                                     sample_dataset, train_dataset)
+from prism_tf.files import write_atomically
 from prism_tf.model import InvalidBatchError
 from prism_tf.monitoring import CleanProbabilityMonitor, RetrievalExamples
 
@@ -93,12 +94,19 @@ def _train(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
     """`train` writing to `outdir`: the workdir, or a non-chief worker's scratch
     folder (which resumes from the workdir's checkpoints all the same)."""
     train_split, test_split = experiment.load_splits(config)
-    experiment.check_evaluation_split(test_split)
+    experiment.check_evaluation_split(test_split, config.eval.recall_at)
     preprocessing = experiment.preprocessing(config).for_split(train_split)
-    report = experiment.data_report(train_split, test_split, preprocessing)
+    report = experiment.data_report(config, train_split, test_split, preprocessing)
+    # A resumed run must see the labels it started with (and the noise drawn
+    # over the same samples).
+    experiment.check_recorded_data(workdir, train_split, test_split)
     keras.utils.set_random_seed(config.data.seed)
+    # A run with a checkpoint resumes from it: the encoder's starting weights
+    # (model.weights, model.init_from) are not needed again.
+    latest = experiment.latest_intact_checkpoint(workdir / "checkpoints")
     with strategy.scope():
-        model = experiment.build_model(config, train_split.num_classes, preprocessing.channels)
+        model = experiment.build_model(config, train_split.num_classes, preprocessing.channels,
+                                       pretrained=latest is None)
 
     classes_per_batch = config.train.batch_size // config.data.samples_per_class
     # Refuses impossible P x K batches before the workdir is claimed.
@@ -108,15 +116,17 @@ def _train(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
     def batches_from(step: int):
         # The ground-truth flags as 0/1: under a strategy, Keras 3's fit
         # averages the first batch across replicas to build the model, which
-        # fails on booleans (PrismModel reads either).
+        # fails on booleans (PrismModel reads either). Without ground truth
+        # they stay out, and so do kept purity and noise recall.
         return train_dataset(
             train_split, classes_per_batch, config.data.samples_per_class, preprocessing,
             seed=config.data.seed, start_step=step, strict=config.data.strict,
         ).map(lambda images, y: (images, {"labels": y["labels"],
-                                          "is_noisy": tf.cast(y["is_noisy"], tf.int32)}))
+                                          "is_noisy": tf.cast(y["is_noisy"], tf.int32)}
+                                 if train_split.ground_truth else {"labels": y["labels"]}))
 
     resuming = experiment.claim_workdir(outdir, config)
-    experiment.write_atomically(outdir / "data.json", json.dumps(report, indent=2))
+    write_atomically(outdir / "data.json", json.dumps(report, indent=2))
     print("Config:", experiment.config_to_json(config))
     print(experiment.data_message(train_split, test_split, config))
     print(experiment.noise_message(train_split, config))
@@ -126,18 +136,24 @@ def _train(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
     removed = experiment.remove_stale_checkpoints(manager)
     if removed:
         logging.info("Removed what an interrupted save left: %s", ", ".join(removed))
-    latest = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
     if latest:
         manager.checkpoint.restore(latest).assert_existing_objects_matched()
-        logging.info("Resuming from %s", latest)
+        logging.info("Resuming from %s (step %d)", latest,
+                     int(model.optimizer.iterations.numpy()))
     elif resuming:
         logging.info("No checkpoint yet in %s; starting from step 0", workdir)
     step = int(model.optimizer.iterations.numpy())
     if step >= config.train.steps and (workdir / "metrics.json").exists():
-        logging.info("%s has finished; its metrics:", workdir)
-        metrics = json.loads((workdir / "metrics.json").read_text())
-        print(json.dumps(metrics, indent=2))
-        return metrics
+        try:
+            metrics = json.loads((workdir / "metrics.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            # Not written by this project's atomic writes: evaluated again below.
+            logging.warning("%s is damaged (%s); evaluating the last checkpoint again.",
+                            workdir / "metrics.json", error)
+        else:
+            logging.info("%s has finished; its metrics:", workdir)
+            print(json.dumps(metrics, indent=2))
+            return metrics
 
     evaluation = RetrievalEvaluation(
         eval_dataset(test_split, config.eval.batch_size, preprocessing,
@@ -151,8 +167,10 @@ def _train(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
     shown_test = fixed_sample(test_split, 512, preprocessing, config.data.seed)
     callbacks.append(RetrievalExamples(shown_test[0], shown_test[1], log_dir))
     if config.selector.noise_rate:
+        images, labels, is_noisy = fixed_sample(train_split, 512, preprocessing,
+                                                config.data.seed)
         callbacks.append(CleanProbabilityMonitor(
-            *fixed_sample(train_split, 512, preprocessing, config.data.seed), log_dir))
+            images, labels, is_noisy if train_split.ground_truth else None, log_dir))
     try:
         for steps_per_epoch, first_epoch, end_epoch in epochs(
                 config.train.steps, config.train.eval_every, step):
@@ -175,7 +193,7 @@ def _train(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
     # Flat keys (metrics.json stays one level): P@1 at every evaluation.
     metrics.update({f"precision_at_1_step_{step}": value for step, value in history})
     metrics["step"] = int(model.optimizer.iterations.numpy())
-    experiment.write_atomically(outdir / "metrics.json",
+    write_atomically(outdir / "metrics.json",
                                 json.dumps(metrics, indent=2, allow_nan=False))
     print(json.dumps(metrics, indent=2))
     return metrics
@@ -210,6 +228,10 @@ def main(argv):
         train(FLAGS.config, FLAGS.workdir, cli.progress_verbosity(FLAGS.verbose))
 
 
+def run() -> None:
+    """The `prism-tf-train` command."""
+    cli.run(main, _define_flags)
+
+
 if __name__ == "__main__":
-    _define_flags()
-    cli.run(main)
+    run()

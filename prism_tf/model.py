@@ -134,6 +134,9 @@ class PrismModel(keras.Model):
         self.selector = selector
         self.batch_loss = batch_loss if batch_loss is not None else MemoryContrastiveLoss()
         self.memory_loss = memory_loss if memory_loss is not None else MemoryContrastiveLoss()
+        if not (isinstance(memory_weight, (int, float)) and 0 <= memory_weight < float("inf")):
+            raise ValueError(f"PrismModel: memory_weight must be a finite number >= 0 "
+                             f"(0: the memory only scores); got {memory_weight!r}")
         self.memory_weight = float(memory_weight)
         self.memory_start_step = memory_start_step
         self.normalize_memory_loss = bool(normalize_memory_loss)

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins import projector
 
+from prism_tf.files import write_atomically
 from prism_tf.selector import AUTO
 
 PROJECTOR_TENSOR = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
@@ -52,15 +53,16 @@ class CleanProbabilityMonitor(keras.callbacks.Callback):
     """At every epoch end, scores a fixed set of training samples against the memory.
 
     Writes a histogram of their clean probabilities (split by ground truth
-    when known) and a grid of the samples most often below the selector's
-    current threshold so far. Reads the memory; changes nothing.
+    when known: `is_noisy` not None) and a grid of the samples most often
+    below the selector's current threshold so far, framed by the ground
+    truth when known. Reads the memory; changes nothing.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, is_noisy: np.ndarray,
-                 log_dir: str, shown: int = 16):
+    def __init__(self, images: np.ndarray, labels: np.ndarray,
+                 is_noisy: Optional[np.ndarray], log_dir: str, shown: int = 16):
         super().__init__()
         self.images, self.labels = np.asarray(images), np.asarray(labels)
-        self.is_noisy = np.asarray(is_noisy, bool)
+        self.is_noisy = None if is_noisy is None else np.asarray(is_noisy, bool)
         self.writer = tf.summary.create_file_writer(str(Path(log_dir) / "prism"))
         self.rejections = np.zeros(len(labels), int)
         self.shown = shown
@@ -80,12 +82,12 @@ class CleanProbabilityMonitor(keras.callbacks.Callback):
         step = int(model.optimizer.iterations.numpy())
         with self.writer.as_default(step=step):
             tf.summary.histogram("clean_probability/all", p_clean)
-            if self.is_noisy.any():
+            if self.is_noisy is not None and self.is_noisy.any():
                 tf.summary.histogram("clean_probability/noisy", p_clean[self.is_noisy])
                 tf.summary.histogram("clean_probability/clean", p_clean[~self.is_noisy])
-            # Red frame: the label really is wrong; green: it is right.
+            # Red frame: the label really is wrong; green: it is right; grey: unknown.
             shown = displayable(tf.gather(self.images, order))[None]
-            border = np.where(self.is_noisy[order], 1, 2)[None]
+            border = None if self.is_noisy is None else np.where(self.is_noisy[order], 1, 2)[None]
             tf.summary.image("most_often_rejected", image_grid(shown, border), step=step)
         self.writer.flush()
 
@@ -137,14 +139,14 @@ def write_projector(log_dir: Path, embeddings: np.ndarray, labels: np.ndarray,
                     thumbnails: np.ndarray) -> None:
     """Embeddings, label metadata and a sprite in the layout TensorBoard's projector reads."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    (log_dir / "metadata.tsv").write_text("".join(f"{label}\n" for label in labels))
+    write_atomically(log_dir / "metadata.tsv", "".join(f"{label}\n" for label in labels))
     side = int(np.ceil(np.sqrt(len(thumbnails))))
     size = thumbnails.shape[1]
     sprite = np.ones((side * side, size, size, 3), np.float32)
     sprite[:len(thumbnails)] = thumbnails
     sprite = sprite.reshape(side, side, size, size, 3).transpose(0, 2, 1, 3, 4)
     png = tf.io.encode_png(tf.cast(sprite.reshape(side * size, side * size, 3) * 255, tf.uint8))
-    (log_dir / "sprite.png").write_bytes(png.numpy())
+    write_atomically(log_dir / "sprite.png", png.numpy())
     tf.train.Checkpoint(embedding=tf.Variable(embeddings)).save(str(log_dir / "embedding.ckpt"))
     config = projector.ProjectorConfig()
     view = config.embeddings.add()

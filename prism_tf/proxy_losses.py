@@ -22,6 +22,8 @@ gives them their own optimizer.
 TensorShape([1, 3])
 """
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -94,6 +96,16 @@ class ProxyLoss(keras.layers.Layer):
         return config
 
 
+def _positive(loss, **values: float) -> tuple:
+    """The values as floats, or a ValueError naming the first that is not a
+    finite number > 0 (a scale or temperature of 0 divides by zero)."""
+    for name, value in values.items():
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{type(loss).__name__}: {name} must be a finite number > 0; "
+                             f"got {value!r}")
+    return tuple(float(value) for value in values.values())
+
+
 @compat.register_serializable(package="prism_tf")
 class SoftTripleLoss(ProxyLoss):
     """SoftTriple loss (Qian et al., ICCV 2019), without its centre regulariser.
@@ -116,7 +128,7 @@ class SoftTripleLoss(ProxyLoss):
                  la: float = 20.0, gamma: float = 0.1, margin: float = 0.01,
                  name: str = "soft_triple_loss", **kwargs):
         super().__init__(num_classes, embedding_dim, centers_per_class, name=name, **kwargs)
-        self.la, self.gamma, self.margin = float(la), float(gamma), float(margin)
+        self.la, self.gamma, self.margin = _positive(self, la=la, gamma=gamma) + (float(margin),)
 
     def class_similarity(self, embeddings) -> tf.Tensor:
         return self._relaxed(self._similarity(embeddings))
@@ -157,7 +169,7 @@ class ProxyAnchorLoss(ProxyLoss):
     def __init__(self, num_classes: int, embedding_dim: int, alpha: float = 32.0,
                  margin: float = 0.1, name: str = "proxy_anchor_loss", **kwargs):
         super().__init__(num_classes, embedding_dim, 1, name=name, **kwargs)
-        self.alpha, self.margin = float(alpha), float(margin)
+        self.alpha, self.margin = _positive(self, alpha=alpha) + (float(margin),)
 
     def class_similarity(self, embeddings) -> tf.Tensor:
         return self._similarity(embeddings)[:, :, 0]

@@ -1,10 +1,16 @@
 """Exports, loaded the way TF Serving loads them (a TF1 session and its saver)."""
 
+import contextlib
+import http.server
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +100,30 @@ def test_the_float_signature_refuses_what_it_cannot_embed(exported, value, match
             predict("serving_default", {"images": images})
         # The server keeps answering good requests.
         assert np.isfinite(predict("serving_default", {"images": images[:1]})).all()
+
+
+def _declaring(height: int, width: int) -> bytes:
+    """A small PNG whose header is patched to declare height x width: the
+    size check must refuse it before anything decodes it."""
+    png = bytearray(tf.io.encode_png(np.zeros((4, 4, 3), np.uint8)).numpy())
+    png[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    return bytes(png)
+
+
+@pytest.mark.parametrize("encoded,match", [
+    (lambda: tf.io.encode_png(np.zeros((1, 400_000, 3), np.uint8)).numpy(),
+     "sides differ by more than 20 times"),
+    (lambda: _declaring(9_000, 9_000), "declares more than 64,000,000 pixels"),
+    (lambda: b"RIFF\x00\x00\x00\x00WEBPVP8 ", "not a JPEG, PNG, GIF or BMP image"),
+])
+def test_embed_encoded_refuses_what_it_should_not_decode(exported, images, encoded, match):
+    # A 1.2 KB PNG of 1 x 400,000 pixels took 7.55 GB and 18 s before.
+    _, _, path = exported
+    refused = np.array([encoded()], object)
+    with serving.tf1_loaded(path) as predict:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+            predict("embed_encoded", {"encoded_images": refused})
+        assert predict("embed_encoded", {"encoded_images": images[2][:1]}).shape == (1, 8)
 
 
 def test_the_tf1_loader_serves_both_signatures_like_keras(exported, images):
@@ -268,6 +298,93 @@ def test_the_clients_grpc_request_is_what_the_export_answers(exported, images):
     with serving.tf1_loaded(path) as predict:
         answer = predict(request.model_spec.signature_name, serving.inputs_from_grpc(request))
     np.testing.assert_allclose(answer, model.predict(preprocessed, verbose=0), atol=1e-5)
+
+
+@contextlib.contextmanager
+def _answering(status: int, body: bytes, delay: float = 0.0):
+    """An HTTP server on 127.0.0.1 answering every POST with `status` and
+    `body` after `delay` seconds; yields host:port."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            time.sleep(delay)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _contract_file(folder: Path) -> Path:
+    """A preprocessing.json for PRE in `folder`."""
+    from prism_tf.export import serving_contract
+
+    (folder / "preprocessing.json").write_text(json.dumps(serving_contract(PRE, 8)))
+    return folder / "preprocessing.json"
+
+
+@pytest.mark.parametrize("case,expected", [
+    ("refused", r"error: cannot reach http://127.0.0.1:\d+/v1/models/prism:predict: "
+                r".*Connection refused"),
+    ("refused_grpc", r"error: gRPC Predict on 127.0.0.1:\d+ failed: UNAVAILABLE: "),
+    ("silent", r"error: no answer from http://127.0.0.1:\d+/v1/models/prism:predict within "
+               r"1 s \(--timeout\)"),
+    ("http_400", r"error: http://127.0.0.1:\d+/v1/models/prism:predict answered HTTP 400: "
+                 r"Expected 'tf.Tensor\(False, shape=\(\), dtype=bool\)' to be true. more"),
+    ("ragged", r"error: the server's answer is not 2 embeddings of equal length"),
+    ("not_json", r"error: http://127.0.0.1:\d+/v1/models/prism:predict answered, but not "
+                 r"with JSON"),
+    ("timeout_0", r"error: --timeout=0: expected a positive number of seconds"),
+    ("no_channels", r"error: the contract lacks preprocessing key 'channels'"),
+    ("bad_image", r"error: .*not_an_image.png: not a JPEG, PNG, GIF or BMP image"),
+])
+def test_every_client_failure_is_one_line(images, tmp_path, case, expected):
+    paths = [str(p) for p in images[0][:2]]
+    answers = {"silent": (200, b"{}", 3.0),
+               "http_400": (400, json.dumps({"error": "Expected 'tf.Tensor(False, shape=(), "
+                                                      "dtype=bool)' to be true.\n more"}).encode(), 0),
+               "ragged": (200, json.dumps({"predictions": [[0.6, 0.8], [1.0]]}).encode(), 0),
+               "not_json": (200, b"<html>proxy error</html>", 0)}
+    flags = ["--images", *paths, "--timeout=1"]
+    with contextlib.ExitStack() as stack:
+        if case in answers:
+            flags.append(f"--server={stack.enter_context(_answering(*answers[case]))}")
+        elif case == "refused":
+            flags.append(f"--server=127.0.0.1:{_free_port()}")
+        elif case == "refused_grpc":
+            flags += [f"--server=127.0.0.1:{_free_port()}", "--format=grpc"]
+        elif case == "timeout_0":
+            flags += ["--server=127.0.0.1:1", "--timeout=0"]
+        elif case == "no_channels":
+            (tmp_path / "contract.json").write_text(json.dumps({"preprocessing": {
+                "image_size": 16}}))
+            flags += ["--signature=serving_default", f"--contract={tmp_path / 'contract.json'}"]
+        elif case == "bad_image":
+            (tmp_path / "not_an_image.png").write_bytes(b"these are not pixels")
+            flags = ["--images", str(tmp_path / "not_an_image.png"),
+                     "--signature=serving_default", f"--contract={_contract_file(tmp_path)}"]
+        result = _serve_request(*flags)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 1 and len(lines) == 1, result.stderr[-3000:]
+    assert re.fullmatch(expected + ".*", lines[0]), lines[0]
+    assert "Traceback" not in result.stderr
 
 
 def test_the_client_refuses_serving_default_without_a_contract(images):

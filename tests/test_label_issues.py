@@ -2,6 +2,7 @@
 metrics against brute force, and the pipeline on a trained run."""
 
 import csv
+import hashlib
 import json
 import os
 import subprocess
@@ -129,6 +130,9 @@ def test_the_finder_ranks_the_injected_wrong_labels_first(trained_run, tmp_path)
     assert np.mean([int(r["is_wrong"]) for r in top]) > 0.8
     assert np.mean([r["most_likely_label"] != r["given_label"] for r in top]) > 0.5
     assert summary == json.loads((tmp_path / "noisy_labels.json").read_text())
+    # The summary names the list it describes.
+    assert summary["csv_sha256"] == hashlib.sha256(
+        (tmp_path / "noisy_labels.csv").read_bytes()).hexdigest()
     png = (tmp_path / "noisy_labels.png").read_bytes()
     assert png.startswith(b"\x89PNG")
 
@@ -155,6 +159,42 @@ def test_the_command_writes_beside_the_run_and_refuses_a_folder_that_is_no_run(
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "not a training workdir" in result.stderr
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--temperature=0"], "error: --temperature=0.0: expected a finite number > 0 (it divides "
+                          "the class-centre logits)"),
+    (["--temperature=nan"], "error: --temperature=nan: expected a finite number > 0 (it "
+                            "divides the class-centre logits)"),
+    (["--grid=-3"], "error: --grid=-3: expected 0 (no picture) or more suspects"),
+    (["--chunk_size=0"], "error: --chunk_size=0: expected a positive number of samples"),
+])
+def test_finder_flags_that_cannot_work_are_one_line(trained_run, tmp_path, flags, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.find_noisy_labels", f"--workdir={trained_run}",
+         f"--output={tmp_path / 'out'}", *flags], cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True,
+        timeout=600)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == message
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_finder_never_writes_through_a_symlink_or_leaves_a_stale_summary(trained_run,
+                                                                             tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (out / "noisy_labels.png").symlink_to(victim)
+    (out / ".noisy_labels.csv.999999.tmp").symlink_to(victim)   # a planted temporary
+    (out / "noisy_labels.json").write_text('{"from": "an older run"}')
+    summary = find_noisy_labels(str(trained_run), output=str(out), grid=8)
+    assert victim.read_text() == "keep me"
+    assert not (out / "noisy_labels.png").is_symlink()
+    assert (out / "noisy_labels.png").read_bytes().startswith(b"\x89PNG")
+    assert json.loads((out / "noisy_labels.json").read_text()) == summary
+    assert sorted(p.name for p in out.iterdir()) == [
+        "noisy_labels.csv", "noisy_labels.json", "noisy_labels.png"]
 
 
 def test_the_finder_scores_an_export_as_it_scores_the_checkpoint(trained_run, tmp_path):

@@ -206,6 +206,18 @@ def test_a_workdir_of_another_experiment_is_refused_untouched(finished_run):
      r"config.model.weights = 'no/such.weights.h5': expected '', 'imagenet' or an existing"),
     ("model.init_from", "no/such/run",
      r"config.model.init_from = 'no/such/run': expected '' or an existing training workdir"),
+    # Each of these was accepted, or failed after the workdir was claimed.
+    ("memory.weight", -1.0, r"config.memory.weight = -1.0: expected a weight >= 0"),
+    ("memory.weight", float("nan"), r"config.memory.weight = nan: expected finite numbers"),
+    ("loss.mcl.margin", float("nan"), r"config.loss.mcl.margin = nan: expected finite"),
+    ("data.mean", (0.5, float("inf"), 0.5), r"config.data.mean = \(0.5, inf, 0.5\)"),
+    ("train.batch_size", 0, r"config.train.batch_size = 0: expected a positive batch size"),
+    ("data.crop_scale", (0.5,), r"config.data.crop_scale = \(0.5,\): expected \(low, high\)"),
+    ("data.seed", -1, r"config.data.seed = -1: expected an integer >= 0"),
+    ("data.samples_per_class", 1,
+     r"config.data.samples_per_class = 1: expected at least 2: the pair and triplet"),
+    ("eval.recall_at", (1, 100000),
+     r"config.eval.recall_at = \(1, 100000\): expected values below 3999, the other images"),
 ])
 def test_bad_config_values_are_refused_before_any_work(tmp_path, key, value, match):
     config = _small_config()
@@ -255,13 +267,21 @@ def test_evaluate_checkpoint_and_exported_model_reproduce_the_run(finished_run, 
         assert from_export[name] == pytest.approx(metrics[name], abs=1e-3), name
 
 
+def _back_to_step_20(finished, workdir: Path) -> Path:
+    """A copy of the finished run as a kill after its first checkpoint leaves it."""
+    shutil.copytree(finished, workdir)
+    checkpoints = workdir / "checkpoints"
+    for path in checkpoints.glob("ckpt-40.*"):
+        path.unlink()
+    (workdir / "metrics.json").unlink()
+    tf.compat.v1.train.update_checkpoint_state(str(checkpoints), str(checkpoints / "ckpt-20"),
+                                     [str(checkpoints / "ckpt-20")])
+    return workdir
+
+
 def test_an_unfinished_run_is_exported_only_when_allowed(finished_run, tmp_path):
-    workdir = tmp_path / "unfinished"
-    shutil.copytree(finished_run[0], workdir)
-    config = json.loads((workdir / "config.json").read_text())
-    config["train"]["steps"] = 80   # the same run, now 40 steps short of its end
-    (workdir / "config.json").write_text(json.dumps(config))
-    with pytest.raises(experiment.ConfigError, match="at step 40 of 80: not finished"):
+    workdir = _back_to_step_20(finished_run[0], tmp_path / "unfinished")
+    with pytest.raises(experiment.ConfigError, match="at step 20 of 40: not finished"):
         export_run(str(workdir), str(tmp_path / "models"))
     assert not (tmp_path / "models" / "1").exists()
     assert export_run(str(workdir), str(tmp_path / "models"), allow_unfinished=True).name == "1"
@@ -400,6 +420,10 @@ def _with(config, **changes):
     ({"memory__start_step": -1}, "memory_start_step must be"),
     ({"train__batch_size": 512, "memory__size": 4096}, "need 128 classes; the labels have 100"),
     ({"data__train_list": "x.csv"}, "source 'synthetic' does not read train_list"),
+    ({"loss__name": "soft_triple", "loss__soft_triple__gamma": 0.0},
+     "SoftTripleLoss: gamma must be a finite number > 0; got 0.0"),
+    ({"loss__name": "proxy_anchor", "loss__proxy_anchor__alpha": -2.0},
+     "ProxyAnchorLoss: alpha must be a finite number > 0; got -2.0"),
 ])
 def test_a_config_that_fails_while_building_leaves_no_workdir(tmp_path, changes, match):
     with pytest.raises(ValueError, match=match):
@@ -469,6 +493,71 @@ def test_a_kill_after_the_last_checkpoint_resumes_to_the_same_metrics(finished_r
             == json.loads((finished_run[0] / "metrics.json").read_text()))
 
 
+@pytest.mark.parametrize("damage", ["truncated data", "no index", "no data"])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(finished_run, tmp_path,
+                                                                  damage, caplog):
+    workdir = tmp_path / "damaged"
+    shutil.copytree(finished_run[0], workdir)
+    data, index = (workdir / "checkpoints" / name for name in
+                   ("ckpt-40.data-00000-of-00001", "ckpt-40.index"))
+    if damage == "truncated data":
+        data.write_bytes(data.read_bytes()[:data.stat().st_size // 2])
+    else:
+        (index if damage == "no index" else data).unlink()
+    # evaluate and export use ckpt-20 and say so; resuming trains from it
+    # again and ends as the uninterrupted run did.
+    evaluated = evaluate(str(workdir))
+    assert evaluated["precision_at_1"] == pytest.approx(
+        finished_run[1]["precision_at_1_step_20"], abs=1e-9)
+    assert "ckpt-40 cannot be used" in caplog.text and "step 20" in caplog.text
+    (workdir / "metrics.json").unlink()
+    assert train(_small_config(), str(workdir), verbose=0) == pytest.approx(finished_run[1])
+
+
+def test_a_damaged_metrics_json_of_a_finished_run_is_written_again(finished_run, tmp_path):
+    workdir = tmp_path / "truncated"
+    shutil.copytree(finished_run[0], workdir)
+    text = (workdir / "metrics.json").read_text()
+    (workdir / "metrics.json").write_text(text[:len(text) // 2])
+    assert train(_small_config(), str(workdir), verbose=0) == pytest.approx(finished_run[1])
+    assert json.loads((workdir / "metrics.json").read_text()) == json.loads(text)
+
+
+@pytest.mark.parametrize("edit", ["seed", "image size", "key removed"])
+def test_a_config_json_edited_after_the_run_started_is_refused(finished_run, tmp_path, edit):
+    workdir = tmp_path / "edited"
+    shutil.copytree(finished_run[0], workdir)
+    config = json.loads((workdir / "config.json").read_text())
+    if edit == "seed":
+        config["data"]["seed"] = 7
+    elif edit == "image size":
+        config["data"]["image_size"] = 48
+    else:
+        del config["eval"]["recall_at"]
+    (workdir / "config.json").write_text(json.dumps(config))
+    for use in (evaluate, lambda w: export_run(w, str(tmp_path / "models"))):
+        with pytest.raises(experiment.ConfigError, match="config.json was changed after the "
+                                                         "run started"):
+            use(str(workdir))
+    assert not (tmp_path / "models").exists()
+
+
+def test_fine_tuning_resumes_from_its_own_checkpoint_once_its_source_is_gone(finished_run,
+                                                                           tmp_path):
+    source = tmp_path / "source"
+    shutil.copytree(finished_run[0], source)
+    config = _with(_small_config(), model__init_from=str(source), train__steps=4,
+                   train__eval_every=2)
+    metrics = train(config, str(tmp_path / "tuned"), verbose=0)
+    shutil.rmtree(source)
+    (tmp_path / "tuned" / "metrics.json").unlink()   # killed after its last checkpoint
+    assert train(config, str(tmp_path / "tuned"), verbose=0) == pytest.approx(metrics)
+    # A new run still needs the source, and says so before it writes anything.
+    with pytest.raises(experiment.ConfigError, match="config.model.init_from = .*expected ''"):
+        train(config, str(tmp_path / "new"), verbose=0)
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_non_finite_step_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     import pipelines.train as train_module
 
@@ -520,16 +609,30 @@ def test_undecodable_images_are_skipped_and_recorded_or_refused_in_strict_mode(t
     assert not (tmp_path / "strict").exists()
 
 
-def test_the_own_data_config_trains_on_a_folder_of_class_folders(tmp_path, capsys):
+@pytest.mark.parametrize("noise_rate", [0.0, 0.5])
+def test_the_own_data_config_trains_on_a_folder_of_class_folders(tmp_path, capsys,
+                                                                  noise_rate):
     from configs import own_data
     from tests import data_helpers
 
     data_helpers.image_folder(tmp_path / "images", images_per_class=(4,) * 32)
     config = _with(own_data.get_config(), data__data_dir=str(tmp_path / "images"),
-                   train__steps=2, train__eval_every=2)
+                   selector__noise_rate=noise_rate, train__steps=4, train__eval_every=2)
     metrics = train(config, str(tmp_path / "w"), verbose=0)
-    assert metrics["step"] == 2 and 0.0 <= metrics["precision_at_1"] <= 1.0
-    assert metrics["kept_fraction"] == 1.0   # PRISM off: every sample trains
+    assert metrics["step"] == 4 and 0.0 <= metrics["precision_at_1"] <= 1.0
+    if not noise_rate:
+        assert metrics["kept_fraction"] == 1.0   # PRISM off: every sample trains
+    # A folder's labels carry no ground truth: purity and recall would read
+    # 1.0 and 0.0 and mean nothing, so neither metrics.json nor TensorBoard has them.
+    assert not {"kept_purity", "noise_recall"} & set(metrics)
+    tags = {value.tag for events in (tmp_path / "w" / "tensorboard").rglob("events.out.*")
+            for event in tf.compat.v1.train.summary_iterator(str(events))
+            for value in event.summary.value}
+    assert "epoch_kept_fraction" in tags or "kept_fraction" in tags, sorted(tags)
+    assert not [tag for tag in tags if "purity" in tag or "recall" in tag.replace(
+        "recall_at", "")], sorted(tags)
+    if noise_rate:
+        assert "clean_probability/all" in tags and "clean_probability/clean" not in tags
     out = capsys.readouterr().out
     assert "used as given (no noise injected)" in out
     assert "all resized to 64x64 (data.image_size)" in out and "no flips (data.flip)" in out
@@ -598,6 +701,54 @@ def test_csv_lists_and_the_paths_in_them_are_relative_to_data_dir(tmp_path, monk
     assert metrics["step"] == 2
     data = json.loads((tmp_path / "w" / "data.json").read_text())
     assert data["train"]["samples"] == 12 and data["test"]["samples"] == 12
+
+
+def _csv_config(root: Path, **changes):
+    return _with(_small_config(), data__source="csv", data__data_dir=str(root),
+                 data__train_list="train.csv", data__test_list="test.csv", train__batch_size=8,
+                 train__steps=2, train__eval_every=2, memory__size=64, **changes)
+
+
+def test_a_run_keeps_the_labels_it_started_with(tmp_path):
+    from pipelines.find_noisy_labels import find_noisy_labels
+
+    root = _csv_data(tmp_path / "data")
+    config = _csv_config(root, data__injected_noise__rate=0.25)
+    train(config, str(tmp_path / "w"), verbose=0)
+    # One image gone: the noise would be drawn again over another sample list.
+    lines = (root / "train.csv").read_text().splitlines()
+    (root / "train.csv").write_text("\n".join(lines[:-1]) + "\n")
+    data = (tmp_path / "w" / "data.json").read_text()
+    for use in (lambda: train(config, str(tmp_path / "w"), verbose=0),
+                lambda: evaluate(str(tmp_path / "w")),
+                lambda: find_noisy_labels(str(tmp_path / "w"), grid=0)):
+        with pytest.raises(experiment.ConfigError, match=r"was started on other data than its "
+                           r"config gives now \(train: 12 samples then, 11 now"):
+            use()
+    assert (tmp_path / "w" / "data.json").read_text() == data
+    assert not (tmp_path / "w" / "noisy_labels.csv").exists()
+
+
+def test_repeated_images_are_left_out_and_said_and_shared_ones_refused(tmp_path, capsys):
+    root = _csv_data(tmp_path / "data")
+    rows = (root / "test.csv").read_text().splitlines()
+    # Every test row twice: each query would find its own copy (P@1 1.0).
+    (root / "test.csv").write_text("\n".join(rows + rows[1:]) + "\n")
+    metrics = train(_csv_config(root, data__injected_noise__kind="none"),
+                    str(tmp_path / "w"), verbose=0)
+    data = json.loads((tmp_path / "w" / "data.json").read_text())
+    assert data["test"]["samples"] == 12 and len(data["test"]["repeats_dropped"]) == 12
+    assert metrics["num_queries"] == 12
+    assert "Left out of test.csv: 12 images that repeat an earlier one" in \
+        capsys.readouterr().out.replace(str(root) + "/", "")
+    # The training images as the evaluation split: refused before any work.
+    config = _with(_small_config(), data__source="folder",
+                   data__data_dir=str(root / "images"), data__test_dir=str(root / "images"),
+                   train__batch_size=8, memory__size=64)
+    with pytest.raises(ValueError, match=r"24 images of the evaluation split .* are in the "
+                                         r"training split .* too \(the same file or the same"):
+        train(config, str(tmp_path / "same"), verbose=0)
+    assert not (tmp_path / "same").exists()
 
 
 @pytest.mark.parametrize("module", ["pipelines.train", "pipelines.benchmarks.accuracy"])

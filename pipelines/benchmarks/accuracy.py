@@ -37,9 +37,10 @@ import keras
 import ml_collections
 from ml_collections import config_flags
 
-from pipelines import cli, experiment
-from pipelines.benchmarks.common import mean_std
-from pipelines.train import train
+from .. import cli, experiment
+from .common import mean_std
+from ..train import train
+from prism_tf.files import write_atomically
 from prism_tf.proxy_losses import PROXY_LOSSES
 from prism_tf.selector import AUTO
 
@@ -203,9 +204,8 @@ def main(argv):
     markdown = table(results)
     print(markdown)
     if FLAGS.output:
-        Path(FLAGS.output).write_text(markdown)
+        write_atomically(Path(FLAGS.output), markdown)
 
 
 if __name__ == "__main__":
-    _define_flags()
-    cli.run(main)
+    cli.run(main, _define_flags)

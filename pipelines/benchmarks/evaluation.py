@@ -12,7 +12,7 @@ installed, faiss, timed in one run. Peak memory: run under
 from absl import app, flags
 import numpy as np
 
-from pipelines.benchmarks.common import time_per_call
+from .common import time_per_call
 from prism_tf.evaluation import faiss_available, retrieval_metrics
 
 FLAGS = flags.FLAGS

@@ -16,7 +16,7 @@ from typing import Callable, Dict, Sequence
 from absl import app, flags
 import numpy as np
 
-from pipelines.benchmarks.common import time_per_call, unit_rows
+from .common import time_per_call, unit_rows
 
 FLAGS = flags.FLAGS
 

@@ -18,7 +18,7 @@ from absl import app, flags
 import numpy as np
 import tensorflow as tf
 
-from pipelines.benchmarks.common import time_per_call
+from .common import time_per_call
 from prism_tf import MemoryBank, PrismModel, PrismSelector
 from prism_tf.data import image_folder, synthetic
 from prism_tf.data.pipeline import Preprocessing, train_dataset

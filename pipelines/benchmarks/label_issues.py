@@ -27,14 +27,16 @@ labels), cleanlab's flagged set's precision / recall, and seconds.
 
 import glob
 import json
+from pathlib import Path
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 from absl import app, flags
 import numpy as np
 
-from pipelines.benchmarks.common import mean_std
-from pipelines.find_noisy_labels import clean_scores, training_embeddings
+from .common import mean_std
+from ..find_noisy_labels import clean_scores, training_embeddings
+from prism_tf.files import write_atomically
 from prism_tf.label_issues import ranking_metrics
 
 FLAGS = flags.FLAGS
@@ -146,11 +148,9 @@ def main(argv):
     text = table(groups)
     print(text)
     if FLAGS.output:
-        with open(FLAGS.output, "w") as file:
-            file.write(text)
-        with open(FLAGS.output + ".json", "w") as file:
-            json.dump({f"{kind} {rate:g}": runs for (kind, rate), runs in groups.items()},
-                      file, indent=2)
+        write_atomically(Path(FLAGS.output), text)
+        write_atomically(Path(FLAGS.output + ".json"), json.dumps(
+            {f"{kind} {rate:g}": runs for (kind, rate), runs in groups.items()}, indent=2))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from absl import app, flags
 import numpy as np
 import tensorflow as tf
 
-from pipelines.benchmarks.common import filled_bank, time_per_call, unit_rows
+from .common import filled_bank, time_per_call, unit_rows
 from prism_tf import PrismSelector
 
 FLAGS = flags.FLAGS

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipelines.benchmarks.common import filled_bank, time_per_call
+from .common import filled_bank, time_per_call
 from prism_tf import PrismModel, PrismSelector
 from prism_tf.encoders import build_encoder
 

@@ -21,6 +21,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from prism_tf.data.image_header import check_declared_size
 from prism_tf.data.sources import DataError, ImageSplit
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -89,8 +90,11 @@ class Preprocessing:
     def eval_view_of_file(self, data: tf.Tensor) -> tf.Tensor:
         """`eval_view` of JPEG/PNG/GIF/BMP bytes, decoded to `channels`
         (set: `for_split`); what an export's `embed_encoded` and a client
-        preparing `serving_default` inputs both do."""
-        image = tf.io.decode_image(data, channels=self.channels, expand_animations=False)
+        preparing `serving_default` inputs both do. The size the header
+        declares is checked first (`prism_tf.data.image_header`): no more
+        than 64 megapixels, sides no more than 20 times apart."""
+        with tf.control_dependencies([check_declared_size(data)]):
+            image = tf.io.decode_image(data, channels=self.channels, expand_animations=False)
         return self.eval_view(image)
 
     def eval_view(self, image: tf.Tensor) -> tf.Tensor:

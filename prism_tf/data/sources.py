@@ -32,7 +32,11 @@ class ImageSplit:
     Exactly one of `pixels` (uint8 [N, H, W, C] in memory), `encoded`
     (JPEG/PNG bytes [N] in memory) or `paths` (image files [N]) is set.
     `labels` are what the model sees (noisy after `with_noise`);
-    `is_noisy` is the ground truth, False where unknown.
+    `is_noisy` is the ground truth, False where unknown. `ground_truth` says
+    whether it is known: the built-in synthetic set's labels are right by
+    construction, a CSV clean list marks the wrong ones, injected noise
+    knows what it changed; a folder's, a TFDS set's or Fashion-MNIST's own
+    labels are as given.
     """
 
     name: str
@@ -44,8 +48,10 @@ class ImageSplit:
     paths: Optional[np.ndarray] = None
     noise: Optional[NoiseReport] = None
     skipped: Tuple[str, ...] = ()   # images left out because they cannot be decoded
+    repeats_dropped: Tuple[str, ...] = ()   # left out: the same image came earlier
     # (min height, min width, max height, max width), once the images were checked
     size_range: Optional[Tuple[int, int, int, int]] = None
+    ground_truth: bool = False
 
     def __post_init__(self):
         if sum(x is not None for x in (self.pixels, self.encoded, self.paths)) != 1:
@@ -67,7 +73,8 @@ class ImageSplit:
 
         Labels the source already knows to be wrong (a CSV clean list) stay
         flagged noisy, with `kind="none"` too, so kept purity and noise
-        recall measure the real noise; the report counts them.
+        recall measure the real noise; the report counts them. Noise of any
+        other kind than `none` makes the ground truth known.
         """
         noisy = inject_noise(self.labels, kind, rate, seed, self.num_classes)
         is_noisy = noisy.is_noisy | self.is_noisy
@@ -76,7 +83,8 @@ class ImageSplit:
             realized_rate=float(is_noisy.mean()) if is_noisy.size else 0.0)
         return dataclasses.replace(
             self, labels=noisy.labels, is_noisy=is_noisy,
-            num_classes=noisy.report.num_classes, noise=report)
+            num_classes=noisy.report.num_classes, noise=report,
+            ground_truth=self.ground_truth or kind != "none")
 
     def subset(self, keep: np.ndarray, name: str) -> "ImageSplit":
         """The samples where `keep` is true, labels re-indexed from 0."""
@@ -104,12 +112,12 @@ def split_classes(split: ImageSplit, part: str) -> ImageSplit:
 
 
 def _from_labels(name: str, labels: Sequence[int], is_noisy: Optional[np.ndarray] = None,
-                 **storage) -> ImageSplit:
+                 ground_truth: bool = False, **storage) -> ImageSplit:
     """A split whose labels are re-indexed to 0..C-1 in sorted order."""
     labels, num_classes = _reindex(labels)
     return ImageSplit(name=name, labels=labels, num_classes=num_classes,
                       is_noisy=np.zeros(labels.size, bool) if is_noisy is None else is_noisy,
-                      **storage)
+                      ground_truth=ground_truth, **storage)
 
 
 def synthetic(part: str, num_classes: int = 200, images_per_class: int = 40,
@@ -119,7 +127,7 @@ def synthetic(part: str, num_classes: int = 200, images_per_class: int = 40,
     images, labels = make_synthetic_images(num_classes, images_per_class, image_size, seed,
                                            family)
     name = "synthetic" if family == "objects" else f"synthetic-{family}"
-    whole = _from_labels(name, labels, pixels=images)
+    whole = _from_labels(name, labels, ground_truth=True, pixels=images)
     if part == "all":
         return dataclasses.replace(whole, name=f"{name}/all")
     return split_classes(whole, part)
@@ -217,7 +225,8 @@ def csv_list(list_file: str, root: str, clean_list: Optional[str] = None) -> Ima
             raise DataError(f"clean list not found: {clean_list}")
         clean = set(_read_list(Path(clean_list), root)[0])
         is_noisy = np.array([p not in clean for p in paths])
-    return _from_labels(str(list_file), labels, is_noisy, paths=np.array(paths))
+    return _from_labels(str(list_file), labels, is_noisy, ground_truth=clean_list is not None,
+                        paths=np.array(paths))
 
 
 def image_folder(root: str) -> ImageSplit:
