@@ -68,8 +68,10 @@ def _load_weights_file(model: keras.Model, path: str) -> None:
     try:
         model.load_weights(path)
     except (ValueError, KeyError, OSError) as error:
+        # Keras's message goes on to print the variable's values: cut there.
+        reason = " ".join(str(error).split(", dtype=")[0].split())
         raise ValueError(f"encoder weights {path!r} do not fit encoder {model.name!r}: "
-                         f"{error}") from None
+                         f"{reason}") from None
 
 
 def copy_encoder_weights(source: Sequence[tf.Variable], encoder: keras.Model,

@@ -182,6 +182,13 @@ def test_csv_list_errors_name_file_and_line(tmp_path, line, match):
         csv_list(path, str(tmp_path / "images"))
 
 
+def test_a_csv_list_saved_with_a_byte_order_mark_is_read(tmp_path):
+    data_helpers.image_folder(tmp_path / "images")
+    (tmp_path / "bom.csv").write_text("path,label\nclass_1/img_0.jpg,3\n", encoding="utf-8-sig")
+    split = csv_list(str(tmp_path / "bom.csv"), str(tmp_path / "images"))
+    assert len(split) == 1 and split.paths[0].endswith("class_1/img_0.jpg")
+
+
 def test_csv_list_missing_list_is_explained(tmp_path):
     with pytest.raises(DataError, match="image list not found"):
         csv_list(str(tmp_path / "nope.csv"), str(tmp_path))

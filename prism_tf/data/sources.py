@@ -193,7 +193,8 @@ def _parse_label(text: str, where: str) -> int:
 def _read_list(list_file: Path, root: Path):
     """(paths, labels, where) from a 'path,label' CSV; a 'path,label' header is skipped."""
     paths, labels, where = [], [], []
-    with open(list_file, newline="") as f:
+    # utf-8-sig: a list saved by a spreadsheet starts with a byte-order mark.
+    with open(list_file, newline="", encoding="utf-8-sig") as f:
         for number, row in enumerate(csv.reader(f), start=1):
             if not row or (number == 1 and [c.strip() for c in row] == ["path", "label"]):
                 continue
