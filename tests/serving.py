@@ -11,6 +11,7 @@ import contextlib
 import http.server
 import json
 import threading
+import time
 from concurrent import futures
 from typing import Callable, Dict, Iterator
 
@@ -77,7 +78,34 @@ def rest_server(predict: Predict, model_name: str, port: int = 0) -> Iterator[st
         def log_message(self, *args):
             pass
 
-    server = http.server.HTTPServer(("127.0.0.1", port), Handler)
+    with _http_server(Handler, port) as address:
+        yield address
+
+
+@contextlib.contextmanager
+def fixed_answer_server(status: int, body: bytes, delay: float = 0.0) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 that answers every POST with `status` and
+    `body` after `delay` seconds (a broken or slow server); yields host:port."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            time.sleep(delay)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    with _http_server(Handler, 0) as address:
+        yield address
+
+
+@contextlib.contextmanager
+def _http_server(handler: type, port: int) -> Iterator[str]:
+    """`handler` serving on 127.0.0.1:`port` (0: a free one) in a thread."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

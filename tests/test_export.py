@@ -1,7 +1,6 @@
 """Exports, loaded the way TF Serving loads them (a TF1 session and its saver)."""
 
 import contextlib
-import http.server
 import json
 import os
 import re
@@ -9,8 +8,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -300,32 +297,6 @@ def test_the_clients_grpc_request_is_what_the_export_answers(exported, images):
     np.testing.assert_allclose(answer, model.predict(preprocessed, verbose=0), atol=1e-5)
 
 
-@contextlib.contextmanager
-def _answering(status: int, body: bytes, delay: float = 0.0):
-    """An HTTP server on 127.0.0.1 answering every POST with `status` and
-    `body` after `delay` seconds; yields host:port."""
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
-            time.sleep(delay)
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -365,7 +336,7 @@ def test_every_client_failure_is_one_line(images, tmp_path, case, expected):
     flags = ["--images", *paths, "--timeout=1"]
     with contextlib.ExitStack() as stack:
         if case in answers:
-            flags.append(f"--server={stack.enter_context(_answering(*answers[case]))}")
+            flags.append(f"--server={stack.enter_context(serving.fixed_answer_server(*answers[case]))}")
         elif case == "refused":
             flags.append(f"--server=127.0.0.1:{_free_port()}")
         elif case == "refused_grpc":
