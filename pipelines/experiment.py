@@ -253,15 +253,20 @@ def data_report(config: ml_collections.ConfigDict, train: ImageSplit, test: Imag
     return {
         "config_sha256": hashlib.sha256(config_to_json(config).encode()).hexdigest(),
         "image_shape": [size, size, preprocessing.channels],
-        **{part: {"name": split.name, "classes": split.num_classes, "samples": len(split),
-                  "image_sizes": _size_text(split), "skipped_undecodable": list(split.skipped),
-                  "repeats_dropped": list(split.repeats_dropped),
-                  "fingerprint": fingerprint(split)}
-           for part, split in (("train", train), ("test", test))},
+        **split_records(train, test),
         "noise": {"kind": train.noise.kind, "requested_rate": train.noise.requested_rate,
                   "realized_rate": train.noise.realized_rate,
                   "noisy_samples": train.noise.num_noisy},
     }
+
+
+def split_records(train: ImageSplit, test: ImageSplit) -> Dict[str, Dict[str, object]]:
+    """What data.json says of each split, its `fingerprint` included."""
+    return {part: {"name": split.name, "classes": split.num_classes, "samples": len(split),
+                   "image_sizes": _size_text(split), "skipped_undecodable": list(split.skipped),
+                   "repeats_dropped": list(split.repeats_dropped),
+                   "fingerprint": fingerprint(split)}
+            for part, split in (("train", train), ("test", test))}
 
 
 def fingerprint(split: ImageSplit) -> str:
@@ -284,21 +289,22 @@ def fingerprint(split: ImageSplit) -> str:
     return digest.hexdigest()
 
 
-def check_recorded_data(workdir: Path, train: ImageSplit, test: ImageSplit) -> None:
-    """Raises `ConfigError` when the splits are not those the run in
-    `workdir` recorded in its data.json (an image deleted or added, other
-    labels, noise drawn over another sample list); nothing to compare with
-    before the run has started."""
+def check_recorded_data(workdir: Path, records: Dict[str, object]) -> None:
+    """Raises `ConfigError` when the splits (`split_records`, or a whole
+    `data_report`) are not those the run in `workdir` recorded in its
+    data.json (an image deleted or added, other labels, noise drawn over
+    another sample list); nothing to compare with before the run has
+    started, or in a run older than the fingerprints."""
     recorded = _read_json(Path(workdir) / "data.json")
     if recorded is None:
         return
     changes = []
-    for part, split in (("train", train), ("test", test)):
-        old = recorded.get(part, {})
-        if old.get("fingerprint", fingerprint(split)) != fingerprint(split):
-            changes.append(f"{part}: {old.get('samples')} samples then, {len(split)} now"
-                           if old.get("samples") != len(split) else
-                           f"{part}: {len(split)} samples, but other images or labels")
+    for part in ("train", "test"):
+        old, new = recorded.get(part, {}), records[part]
+        if old.get("fingerprint", new["fingerprint"]) != new["fingerprint"]:
+            changes.append(f"{part}: {old.get('samples')} samples then, {new['samples']} now"
+                           if old.get("samples") != new["samples"] else
+                           f"{part}: {new['samples']} samples, but other images or labels")
     if changes:
         raise ConfigError(
             f"{workdir} was started on other data than its config gives now "
@@ -511,8 +517,8 @@ def read_run(workdir: str) -> Tuple[ml_collections.ConfigDict, Dict[str, object]
         if not (workdir / name).is_file():
             raise ConfigError(f"{workdir} is not a training workdir: no {name}")
     text, data = (workdir / CONFIG_FILE).read_text(), _read_json(workdir / "data.json")
-    if data.get("config_sha256", hashlib.sha256(text.encode()).hexdigest()) != \
-            hashlib.sha256(text.encode()).hexdigest():
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    if data.get("config_sha256", digest) != digest:
         raise ConfigError(f"{workdir / CONFIG_FILE} was changed after the run started "
                           "(data.json has the digest of the one it trained with): put "
                           "the original back; to try other settings, train a new run")
@@ -524,7 +530,7 @@ def load_run_splits(workdir: str, config: ml_collections.ConfigDict
     """`load_splits` of a run's config, refused (`check_recorded_data`)
     unless they are the splits the run trained and was evaluated on."""
     train, test = load_splits(config)
-    check_recorded_data(Path(workdir), train, test)
+    check_recorded_data(Path(workdir), split_records(train, test))
     return train, test
 
 

@@ -99,7 +99,7 @@ def _train(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
     report = experiment.data_report(config, train_split, test_split, preprocessing)
     # A resumed run must see the labels it started with (and the noise drawn
     # over the same samples).
-    experiment.check_recorded_data(workdir, train_split, test_split)
+    experiment.check_recorded_data(workdir, report)
     keras.utils.set_random_seed(config.data.seed)
     # A run with a checkpoint resumes from it: the encoder's starting weights
     # (model.weights, model.init_from) are not needed again.
