@@ -15,11 +15,13 @@ def write_image(path: Path, seed: int, size=(20, 24)) -> Path:
     return path
 
 
-def image_folder(root: Path, images_per_class=(3, 2, 4)) -> Path:
-    """root/class_i/img_j.(jpg|png), a few images per class."""
+def image_folder(root: Path, images_per_class=(3, 2, 4), seed: int = 0) -> Path:
+    """root/class_i/img_j.(jpg|png), a few images per class; another `seed`
+    gives other images (a test folder beside a training folder)."""
     for c, count in enumerate(images_per_class):
         for j in range(count):
-            write_image(root / f"class_{c}" / f"img_{j}.{'png' if j % 2 else 'jpg'}", 10 * c + j)
+            write_image(root / f"class_{c}" / f"img_{j}.{'png' if j % 2 else 'jpg'}",
+                        10_000 * seed + 10 * c + j)
     return root
 
 

@@ -1,4 +1,5 @@
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -95,8 +96,14 @@ def test_a_run_writes_config_data_checkpoints_metrics_and_tensorboard(finished_r
     workdir, metrics = finished_run
     assert json.loads((workdir / "config.json").read_text())["train"]["steps"] == 40
     data = json.loads((workdir / "data.json").read_text())
+    fingerprint = data["train"].pop("fingerprint")
     assert data["train"] == {"name": "synthetic/train", "classes": 100, "samples": 4000,
-                             "image_sizes": "32x32", "skipped_undecodable": []}
+                             "image_sizes": "32x32", "skipped_undecodable": [],
+                             "repeats_dropped": []}
+    train_split = experiment.load_splits(_small_config())[0]
+    assert fingerprint == experiment.fingerprint(train_split)
+    assert data["config_sha256"] == hashlib.sha256(
+        (workdir / "config.json").read_bytes()).hexdigest()
     assert data["noise"]["realized_rate"] == 0.5 and data["noise"]["requested_rate"] == 0.5
     saved = json.loads((workdir / "metrics.json").read_text())
     assert saved == pytest.approx(metrics)
@@ -369,11 +376,12 @@ def test_the_pretrained_benchmark_config_fine_tunes_from_a_pretraining_run(
     from configs import noise_benchmark
     monkeypatch.chdir(tmp_path)   # where no runs/synthetic-pretraining exists
     config = noise_benchmark.get_config("pretrained")
+    experiment.check_config(config)
     with pytest.raises(experiment.ConfigError, match="config.model.init_from = "
                                                      "'runs/synthetic-pretraining': expected"):
-        experiment.check_config(config)
+        experiment.check_encoder_start(config)
     config.model.init_from = str(finished_run[0])   # the same small CNN
-    experiment.check_config(config)
+    experiment.check_encoder_start(config)
     assert experiment.start_message(config) == (
         f"Encoder small_cnn: starts from the encoder of {finished_run[0]} "
         "(model.init_from; fine-tuning).")
@@ -446,7 +454,7 @@ def test_an_evaluation_split_of_single_images_is_refused_before_work(tmp_path):
     from tests import data_helpers
 
     data_helpers.image_folder(tmp_path / "train", images_per_class=(4, 4, 4, 4))
-    data_helpers.image_folder(tmp_path / "test", images_per_class=(1, 1, 1))
+    data_helpers.image_folder(tmp_path / "test", images_per_class=(1, 1, 1), seed=1)
     config = _with(_small_config(), data__source="folder", data__data_dir=str(tmp_path / "train"),
                    data__test_dir=str(tmp_path / "test"), train__batch_size=8)
     with pytest.raises(experiment.ConfigError, match="no class with 2 or more images"):
@@ -594,11 +602,12 @@ def test_undecodable_images_are_skipped_and_recorded_or_refused_in_strict_mode(t
     from tests import data_helpers
 
     data_helpers.image_folder(tmp_path / "train", images_per_class=(4, 4, 4))
-    data_helpers.image_folder(tmp_path / "test", images_per_class=(3, 3))
+    data_helpers.image_folder(tmp_path / "test", images_per_class=(3, 3), seed=1)
     damaged = data_helpers.damage_png_body(tmp_path / "train" / "class_2" / "img_1.png")
     config = _with(_small_config(), data__source="folder", data__data_dir=str(tmp_path / "train"),
                    data__test_dir=str(tmp_path / "test"), train__batch_size=8,
-                   train__steps=2, train__eval_every=2, memory__size=64)
+                   train__steps=2, train__eval_every=2, memory__size=64,
+                   eval__recall_at=(1, 2, 4))   # 6 test images: Recall@8 would see them all
     train(config, str(tmp_path / "w"), verbose=0)
     data = json.loads((tmp_path / "w" / "data.json").read_text())
     assert data["train"]["skipped_undecodable"] == [str(damaged)]
