@@ -6,7 +6,7 @@ import json
 import math
 import shutil
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from absl import logging
 import keras
@@ -222,17 +222,6 @@ def noise_message(train: ImageSplit, config: ml_collections.ConfigDict) -> str:
             "set data.injected_noise.kind=none to train on the labels as given).")
 
 
-def start_message(config: ml_collections.ConfigDict) -> str:
-    """One line saying where the encoder's weights start from."""
-    model = config.model
-    if model.init_from:
-        return (f"Encoder {model.encoder}: starts from the encoder of {model.init_from} "
-                "(model.init_from; fine-tuning).")
-    if model.weights:
-        return f"Encoder {model.encoder}: starts from the weights {model.weights!r} (model.weights)."
-    return f"Encoder {model.encoder}: random initialisation (data.seed {config.data.seed})."
-
-
 def strategy_message(strategy: tf.distribute.Strategy,
                      config: ml_collections.ConfigDict) -> str:
     """One line saying where the training steps run."""
@@ -391,19 +380,52 @@ def build_selector(config: ml_collections.ConfigDict) -> Optional[PrismSelector]
     return PrismSelector(**config.selector)
 
 
+class EncoderStart(NamedTuple):
+    """Where the encoder of a run that starts takes its weights from: a
+    `weights_file` (or 'imagenet') that `build_encoder` loads, or
+    `variables` copied from another run or export. `record` says which
+    (`encoder_start.json`; for `model.init_from`, the step or export version
+    copied: the source may be a run that is still training)."""
+    weights_file: Optional[str]
+    variables: Optional[list]
+    record: Dict[str, object]
+
+    def message(self, encoder: str) -> str:
+        """One line saying where the encoder's weights start from."""
+        record = self.record
+        if "init_from" in record:
+            copied = (f"its step {record['step']}" if "step" in record
+                      else f"the export {record['export']}")
+            return (f"Encoder {encoder}: starts from the encoder of {record['init_from']}, "
+                    f"{copied} (model.init_from; fine-tuning).")
+        if "weights" in record:
+            return f"Encoder {encoder}: starts from the weights {record['weights']!r} (model.weights)."
+        return f"Encoder {encoder}: random initialisation (data.seed {record['seed']})."
+
+
+def encoder_start(config: ml_collections.ConfigDict) -> EncoderStart:
+    """The starting weights of a run's encoder (`model.weights`,
+    `model.init_from`, else random from `data.seed`); `ConfigError` if they
+    are not there."""
+    check_encoder_start(config)
+    model = config.model
+    if model.init_from:
+        variables, copied = encoder_variables_of(model.init_from)
+        return EncoderStart(None, variables, {"init_from": model.init_from, **copied})
+    if model.weights:
+        return EncoderStart(model.weights, None, {"weights": model.weights})
+    return EncoderStart(None, None, {"seed": config.data.seed})
+
+
 def build_model(config: ml_collections.ConfigDict, num_classes: int, channels: int,
-                pretrained: bool = True) -> PrismModel:
-    """The configured PrismModel, compiled; `pretrained=False` skips the
-    encoder's initial weights (`model.weights`, `model.init_from`: a
-    checkpoint will replace them)."""
-    if pretrained:
-        check_encoder_start(config)
+                start: Optional[EncoderStart]) -> PrismModel:
+    """The configured PrismModel, compiled, its encoder's weights from
+    `start` (`encoder_start`), or left for a checkpoint to replace (None)."""
     size = config.data.image_size
     encoder = build_encoder(config.model.encoder, (size, size, channels),
-                            config.model.embedding_dim,
-                            (config.model.weights or None) if pretrained else None)
-    if pretrained and config.model.init_from:
-        copy_encoder_weights(encoder_variables_of(config.model.init_from), encoder,
+                            config.model.embedding_dim, start and start.weights_file)
+    if start and start.variables is not None:
+        copy_encoder_weights(start.variables, encoder,
                              f"model.init_from={config.model.init_from!r}")
     loss_arguments = config.loss[config.loss.name]
     if config.loss.name in PROXY_LOSSES:
@@ -431,16 +453,19 @@ def _adam(learning_rate: float, steps: int) -> keras.optimizers.Optimizer:
         keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps))
 
 
-def encoder_variables_of(path: str) -> list:
+def encoder_variables_of(path: str) -> Tuple[list, Dict[str, int]]:
     """The encoder variables of a training workdir's latest checkpoint, or of
-    an export folder (`prism_tf.export`; its newest version)."""
+    an export folder (`prism_tf.export`; its newest version), and which one
+    they are (`{"step": N}`, or `{"export": VERSION_FOLDER}`)."""
     if (Path(path) / CONFIG_FILE).is_file():
-        return restore_run(path)[2].encoder.variables
+        model = restore_run(path)[2]
+        return model.encoder.variables, {"step": int(model.optimizer.iterations.numpy())}
     try:
-        return exported_encoder_variables(path)
+        folder, variables = exported_encoder_variables(path)
     except FileNotFoundError:
         raise ConfigError(f"{path} is neither a training workdir (no {CONFIG_FILE}) nor "
                           "an export folder (no saved_model.pb)") from None
+    return variables, {"export": str(folder)}
 
 
 def checkpoint_manager(model: PrismModel, workdir: Path) -> tf.train.CheckpointManager:
@@ -540,8 +565,7 @@ def restore_run(workdir: str) -> Tuple[ml_collections.ConfigDict, Preprocessing,
     config, data = read_run(workdir)
     workdir = Path(workdir)
     run_preprocessing = preprocessing(config, channels=data["image_shape"][2])
-    model = build_model(config, data["train"]["classes"], run_preprocessing.channels,
-                        pretrained=False)
+    model = build_model(config, data["train"]["classes"], run_preprocessing.channels, None)
     manager = checkpoint_manager(model, workdir)
     checkpoint = latest_intact_checkpoint(workdir / "checkpoints")
     if checkpoint is None:

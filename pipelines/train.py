@@ -104,9 +104,10 @@ def _train(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
     # A run with a checkpoint resumes from it: the encoder's starting weights
     # (model.weights, model.init_from) are not needed again.
     latest = experiment.latest_intact_checkpoint(workdir / "checkpoints")
+    start = None if latest else experiment.encoder_start(config)
     with strategy.scope():
         model = experiment.build_model(config, train_split.num_classes, preprocessing.channels,
-                                       pretrained=latest is None)
+                                       start)
 
     classes_per_batch = config.train.batch_size // config.data.samples_per_class
     # Refuses impossible P x K batches before the workdir is claimed.
@@ -130,7 +131,11 @@ def _train(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
     print("Config:", experiment.config_to_json(config))
     print(experiment.data_message(train_split, test_split, config))
     print(experiment.noise_message(train_split, config))
-    print(experiment.start_message(config))
+    if start:
+        # What the encoder started from, kept for good: a model.init_from run
+        # may still be training, and a resumed run does not read it again.
+        write_atomically(outdir / "encoder_start.json", json.dumps(start.record, indent=2))
+        print(start.message(config.model.encoder))
     print(experiment.strategy_message(strategy, config))
     manager = experiment.checkpoint_manager(model, outdir)
     removed = experiment.remove_stale_checkpoints(manager)

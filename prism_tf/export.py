@@ -22,7 +22,7 @@ import base64
 import json
 import shutil
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import keras
 import numpy as np
@@ -185,10 +185,11 @@ def next_version(export_dir: Path) -> int:
     return max(_versions(export_dir), default=0) + 1
 
 
-def exported_encoder_variables(export_dir: str) -> list:
-    """The encoder variables of an export this module wrote (a version
-    folder, or the export folder: its newest complete version), in the
-    exported encoder's `variables` order: what fine-tuning starts from."""
+def exported_encoder_variables(export_dir: str) -> Tuple[Path, list]:
+    """The version folder and the encoder variables of an export this module
+    wrote (a version folder, or the export folder: its newest complete
+    version), in the exported encoder's `variables` order: what fine-tuning
+    starts from."""
     path = Path(export_dir)
     if not (path / "saved_model.pb").is_file():
         complete = [version for version, folder in _versions(path).items()
@@ -200,7 +201,7 @@ def exported_encoder_variables(export_dir: str) -> list:
     variables = getattr(tf.saved_model.load(str(path)), "encoder_variables", None)
     if variables is None:
         raise ValueError(f"{path}: not an export of prism_tf.export (no encoder_variables)")
-    return list(variables)
+    return path, list(variables)
 
 
 def export_saved_model(encoder: keras.Model, export_dir: str, preprocessing: Preprocessing,

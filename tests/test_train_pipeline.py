@@ -306,7 +306,7 @@ def test_evaluate_and_export_refuse_a_folder_that_is_no_run(tmp_path):
 def test_every_loss_name_builds_its_loss(name):
     config = _small_config()
     config.loss.name = name
-    model = experiment.build_model(config, num_classes=10, channels=3)
+    model = experiment.build_model(config, 10, 3, experiment.encoder_start(config))
     assert isinstance(model.batch_loss, {**losses.LOSSES, **PROXY_LOSSES}[name])
     for argument, value in config.loss[name].items():
         assert model.batch_loss.get_config()[argument] == value, argument
@@ -342,14 +342,15 @@ def test_fine_tuning_starts_from_a_runs_checkpoint_or_export(finished_run, tmp_p
         config = _small_config()
         config.model.init_from = str(source)
         # Another label set (fine-tuning on new classes): only the encoder is taken.
-        started = _encoder_values(experiment.build_model(config, num_classes=7, channels=3))
+        start = experiment.encoder_start(config)
+        started = _encoder_values(experiment.build_model(config, 7, 3, start))
         assert len(started) == len(trained)
         for a, b in zip(started, trained):
             np.testing.assert_array_equal(a, b)
     config = _small_config()
     config.model.init_from = str(workdir)
-    assert not np.array_equal(_encoder_values(experiment.build_model(
-        config, num_classes=7, channels=3, pretrained=False))[0], trained[0])
+    assert not np.array_equal(_encoder_values(experiment.build_model(config, 7, 3, None))[0],
+                              trained[0])
 
 
 def test_fine_tuning_from_another_architecture_or_a_non_run_is_one_error(finished_run,
@@ -381,12 +382,12 @@ def test_the_pretrained_benchmark_config_fine_tunes_from_a_pretraining_run(
                                                      "'runs/synthetic-pretraining': expected"):
         experiment.check_encoder_start(config)
     config.model.init_from = str(finished_run[0])   # the same small CNN
-    experiment.check_encoder_start(config)
-    assert experiment.start_message(config) == (
-        f"Encoder small_cnn: starts from the encoder of {finished_run[0]} "
+    start = experiment.encoder_start(config)
+    assert start.message("small_cnn") == (
+        f"Encoder small_cnn: starts from the encoder of {finished_run[0]}, its step 40 "
         "(model.init_from; fine-tuning).")
     assert (config.memory.start_step, config.selector.window_size) == (0, 30)
-    model = experiment.build_model(config, num_classes=100, channels=3)
+    model = experiment.build_model(config, 100, 3, start)
     trained = experiment.restore_run(str(finished_run[0]))[2]
     np.testing.assert_array_equal(model.encoder.variables[0].numpy(),
                                   trained.encoder.variables[0].numpy())
@@ -552,14 +553,17 @@ def test_a_config_json_edited_after_the_run_started_is_refused(finished_run, tmp
 
 def test_fine_tuning_resumes_from_its_own_checkpoint_once_its_source_is_gone(finished_run,
                                                                            tmp_path):
-    source = tmp_path / "source"
-    shutil.copytree(finished_run[0], source)
+    # The source is still training (at step 20 of 40): the step copied is recorded.
+    source = _back_to_step_20(finished_run[0], tmp_path / "source")
     config = _with(_small_config(), model__init_from=str(source), train__steps=4,
                    train__eval_every=2)
     metrics = train(config, str(tmp_path / "tuned"), verbose=0)
+    recorded = {"init_from": str(source), "step": 20}
+    assert json.loads((tmp_path / "tuned" / "encoder_start.json").read_text()) == recorded
     shutil.rmtree(source)
     (tmp_path / "tuned" / "metrics.json").unlink()   # killed after its last checkpoint
     assert train(config, str(tmp_path / "tuned"), verbose=0) == pytest.approx(metrics)
+    assert json.loads((tmp_path / "tuned" / "encoder_start.json").read_text()) == recorded
     # A new run still needs the source, and says so before it writes anything.
     with pytest.raises(experiment.ConfigError, match="config.model.init_from = .*expected ''"):
         train(config, str(tmp_path / "new"), verbose=0)

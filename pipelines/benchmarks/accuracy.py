@@ -113,7 +113,8 @@ def untrained_metrics(config: ml_collections.ConfigDict) -> Dict[str, float]:
     train_split, test_split = experiment.load_splits(config)
     keras.utils.set_random_seed(config.data.seed)
     preprocessing = experiment.preprocessing(config).for_split(train_split)
-    model = experiment.build_model(config, train_split.num_classes, preprocessing.channels)
+    model = experiment.build_model(config, train_split.num_classes, preprocessing.channels,
+                                   experiment.encoder_start(config))
     return experiment.retrieval_on(test_split, config,
                                    lambda images: model(images, training=False))
 
