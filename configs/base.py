@@ -52,6 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
         # CPUs) | multi_worker: the workers in TF_CONFIG (docs/DISTRIBUTED.md);
         # batch_size is the global batch, split evenly across the replicas
         strategy="default",
+        connect_timeout_s=300.0,  # multi_worker: how long the workers wait for each other
         proxy_learning_rate=0.1,  # proxy losses: Adam for the proxies (same decay; 0.1
                                # as the PRISM authors train SoftTriple's)
     )

@@ -22,6 +22,7 @@ from prism_tf.data.duplicates import without_repeats
 from prism_tf.data.noise import NOISE_KINDS
 from prism_tf.data.pipeline import Preprocessing, drop_undecodable, eval_dataset
 from prism_tf.data.registry import OPTIONS as SOURCE_OPTIONS, SOURCES, load_source
+from prism_tf.cluster import multi_worker_strategy
 from prism_tf.encoders import IMAGENET, build_encoder, copy_encoder_weights
 from prism_tf.evaluation import embed_dataset, retrieval_metrics
 from prism_tf.export import exported_encoder_variables
@@ -70,6 +71,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
          "a share in (0, 1] (1: no guard)")
     need(config.train.steps > 0, "train.steps", "a positive number of steps")
     need(config.train.strategy in STRATEGIES, "train.strategy", f"one of {STRATEGIES}")
+    need(config.train.connect_timeout_s > 0, "train.connect_timeout_s",
+         "a positive number of seconds")
     need(config.train.eval_every > 0, "train.eval_every", "a positive number of steps")
     need(0.0 < config.train.learning_rate <= 1.0, "train.learning_rate",
          "a learning rate in (0, 1]")
@@ -349,15 +352,16 @@ def retrieval_on(split: ImageSplit, config: ml_collections.ConfigDict,
 
 
 @functools.lru_cache(maxsize=None)
-def distribution_strategy(name: str) -> tf.distribute.Strategy:
+def distribution_strategy(name: str, connect_timeout_s: float = 300.0) -> tf.distribute.Strategy:
     """The `tf.distribute` strategy that `train.strategy` names.
 
     default: the current strategy (one device). mirrored: one replica per
     local GPU; without GPUs one per logical CPU device (one, unless the
     program split the CPU, as the tests do). multi_worker:
     MultiWorkerMirroredStrategy over the cluster in TF_CONFIG, with each
-    worker's GPUs (or its CPU); made before any other TensorFlow op, as it
-    must be.
+    worker's GPUs (or its CPU), once every worker has connected
+    (`prism_tf.cluster`: `ClusterError` after `connect_timeout_s`); made
+    before any other TensorFlow op, as it must be.
 
     One per name and process, reused by later runs in it: the collectives of
     a second MirroredStrategy over the same devices take the first one's
@@ -365,7 +369,7 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
     expected type ...").
     """
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return multi_worker_strategy(connect_timeout_s)
     if name == "mirrored":
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([device.name for device in devices])

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from . import cli, experiment
 from prism_tf.callbacks import CheckpointAtEpochEnd, RetrievalEvaluation, StepTensorBoard
+from prism_tf.cluster import lost_worker_error
 from prism_tf.data import ImageSplit
 from prism_tf.data.pipeline import (Preprocessing, class_balanced_indices, eval_dataset,
                                     sample_dataset, train_dataset)
@@ -70,7 +71,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> 
     # connects them (a worker that fails alone leaves the others waiting).
     experiment.check_workdir(workdir, config)
     # First: MultiWorkerMirroredStrategy must exist before any other TF op.
-    strategy = experiment.distribution_strategy(config.train.strategy)
+    strategy = experiment.distribution_strategy(config.train.strategy,
+                                               config.train.connect_timeout_s)
     replicas = strategy.num_replicas_in_sync
     if config.train.batch_size % replicas:
         raise experiment.ConfigError(
@@ -186,6 +188,12 @@ def _train(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
     except InvalidBatchError as error:
         kept = manager.latest_checkpoint or "none yet"
         raise InvalidBatchError(f"{error} Last good checkpoint: {kept}.") from None
+    except (tf.errors.UnavailableError, tf.errors.AbortedError) as error:
+        if config.train.strategy != "multi_worker":
+            raise
+        # The workdir's checkpoint: a non-chief worker saves to its scratch folder.
+        resume_from = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+        raise lost_worker_error(error, resume_from or "step 0") from None
 
     metrics = dict(evaluation.last or evaluation.evaluate())
     # From the checkpoint, so a run resumed after its last checkpoint reports

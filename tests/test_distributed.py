@@ -7,9 +7,11 @@ with one device on the same global batches.
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -21,7 +23,7 @@ from configs import default
 from pipelines import experiment
 from pipelines.evaluate import evaluate
 from pipelines.train import train
-from prism_tf import MemoryBank, PrismModel, PrismSelector, compat, losses
+from prism_tf import MemoryBank, PrismModel, PrismSelector, cluster, compat, losses
 from prism_tf.model import InvalidBatchError
 from prism_tf.proxy_losses import SoftTripleLoss
 from prism_tf.replicas import GlobalBatch, embed_on_replicas
@@ -229,19 +231,24 @@ def _free_ports(count):
     return ports
 
 
-def _run_workers(workdir, scratch, steps):
-    """Two local workers of one MultiWorkerMirrored run; their (returncode, stderr)."""
+def _start_workers(workdir, scratch, steps, *flags, count=2):
+    """The first `count` workers of a two-worker MultiWorkerMirrored run, started."""
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     processes = []
-    for index in range(2):
+    for index in range(count):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(tf_config),
                "TMPDIR": str(scratch)}
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "pipelines.train", "--config=configs/default.py",
              f"--workdir={workdir}", "--config.train.strategy=multi_worker",
-             f"--config.train.steps={steps}", "--config.train.eval_every=10"],
+             f"--config.train.steps={steps}", "--config.train.eval_every=10", *flags],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return processes
+
+
+def _results(processes):
+    """Each worker's (returncode, stderr), once all have ended."""
     results = []
     for process in processes:
         try:
@@ -252,6 +259,11 @@ def _run_workers(workdir, scratch, steps):
             raise
         results.append((process.returncode, stderr))
     return results
+
+
+def _run_workers(workdir, scratch, steps):
+    """Two local workers of one MultiWorkerMirrored run; their (returncode, stderr)."""
+    return _results(_start_workers(workdir, scratch, steps))
 
 
 def test_two_workers_train_checkpoint_and_resume_as_one_device(tmp_path):
@@ -292,3 +304,43 @@ def test_a_worker_refuses_another_experiments_workdir_as_the_chief_does(tmp_path
     for returncode, stderr in _run_workers(workdir, tmp_path, steps=30):
         assert returncode != 0
         assert "differing keys: train.steps (20 -> 30)" in stderr
+
+
+@pytest.mark.skipif(not cluster.BOUNDED_WAIT, reason="TF 2.15 waits for its workers "
+                    "without a deadline (prism_tf.cluster)")
+def test_a_worker_that_never_starts_is_named_after_the_connect_timeout(tmp_path):
+    (returncode, stderr), = _results(_start_workers(
+        tmp_path / "run", tmp_path, 30, "--config.train.connect_timeout_s=3", count=1))
+    assert returncode == 1
+    assert stderr.strip().splitlines()[-1].startswith(
+        "error: train.strategy=multi_worker (worker 0): worker 1 (127.0.0.1:")
+    assert "did not connect within 3 s (train.connect_timeout_s)" in stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_worker_stopped_mid_run_is_one_line_and_the_restarted_pair_resumes(tmp_path):
+    workdir, scratch = tmp_path / "run", tmp_path / "scratch"
+    scratch.mkdir()
+    chief, worker = processes = _start_workers(workdir, scratch, 60)
+    while not (workdir / "checkpoints" / "ckpt-10.index").exists():
+        assert chief.poll() is None and worker.poll() is None, _results(processes)
+        time.sleep(0.05)
+    worker.terminate()   # SIGTERM stops a connected worker (TensorFlow's notifier took it)
+    (chief_code, chief_err), (worker_code, _) = _results(processes)
+    assert worker_code == -signal.SIGTERM
+    assert chief_code == 1
+    last = chief_err.strip().splitlines()[-1]
+    assert last.startswith("error: train.strategy=multi_worker (worker 0): worker 1 "
+                           "(127.0.0.1:") and "stopped mid-run (" in last, chief_err[-3000:]
+    assert last.rsplit(" ", 1)[1].startswith(f"{workdir / 'checkpoints'}/ckpt-")
+    assert not (workdir / "metrics.json").exists()
+    for returncode, stderr in _run_workers(workdir, scratch, steps=60):
+        assert returncode == 0, stderr[-3000:]
+        assert "Resuming from" in stderr
+    resumed = json.loads((workdir / "metrics.json").read_text())
+    config = _pipeline_config("default")
+    config.train.steps = 60
+    one = train(config, str(tmp_path / "one"), verbose=0)
+    for name in ("kept_fraction", "kept_purity", "noise_estimate"):
+        assert resumed[name] == pytest.approx(one[name], abs=1e-5), name
+    assert resumed["precision_at_1"] == pytest.approx(one["precision_at_1"], abs=0.01)

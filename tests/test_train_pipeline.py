@@ -219,6 +219,8 @@ def test_a_workdir_of_another_experiment_is_refused_untouched(finished_run):
     ("loss.mcl.margin", float("nan"), r"config.loss.mcl.margin = nan: expected finite"),
     ("data.mean", (0.5, float("inf"), 0.5), r"config.data.mean = \(0.5, inf, 0.5\)"),
     ("train.batch_size", 0, r"config.train.batch_size = 0: expected a positive batch size"),
+    ("train.connect_timeout_s", 0.0, r"config.train.connect_timeout_s = 0.0: expected a "
+                                     "positive number of seconds"),
     ("data.crop_scale", (0.5,), r"config.data.crop_scale = \(0.5,\): expected \(low, high\)"),
     ("data.seed", -1, r"config.data.seed = -1: expected an integer >= 0"),
     ("data.samples_per_class", 1,
