@@ -351,7 +351,6 @@ def retrieval_on(split: ImageSplit, config: ml_collections.ConfigDict,
     return retrieval_metrics(embeddings, labels, config.eval.recall_at, chunk_size, backend)
 
 
-@functools.lru_cache(maxsize=None)
 def distribution_strategy(name: str, connect_timeout_s: float = 300.0) -> tf.distribute.Strategy:
     """The `tf.distribute` strategy that `train.strategy` names.
 
@@ -368,6 +367,13 @@ def distribution_strategy(name: str, connect_timeout_s: float = 300.0) -> tf.dis
     keys again, and TensorFlow aborts them ("Collective instance ...
     expected type ...").
     """
+    return _strategy(name, connect_timeout_s if name == "multi_worker" else None)
+
+
+@functools.lru_cache(maxsize=None)
+def _strategy(name: str, connect_timeout_s: Optional[float]) -> tf.distribute.Strategy:
+    """`distribution_strategy`, one per name (the timeout only counts for
+    multi_worker, so it is not part of the other names' key)."""
     if name == "multi_worker":
         return multi_worker_strategy(connect_timeout_s)
     if name == "mirrored":
