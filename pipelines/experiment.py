@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from prism_tf import MemoryBank, PrismModel, PrismSelector, losses
 from prism_tf.proxy_losses import PROXY_LOSSES
-from prism_tf.selector import AUTO, PROXIES
+from prism_tf.selector import AUTO
 from prism_tf.data import ImageSplit
 from prism_tf.data.duplicates import without_repeats
 from prism_tf.data.noise import NOISE_KINDS
@@ -95,9 +95,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     loss_names = sorted({*losses.LOSSES, *PROXY_LOSSES})
     need(config.loss.name in loss_names and config.loss.name in config.loss, "loss.name",
          f"one of {loss_names}, with its arguments under config.loss.<name>")
-    need(config.selector.scoring != PROXIES or config.loss.name in PROXY_LOSSES,
-         "selector.scoring", f"not {PROXIES!r} unless loss.name is a proxy loss "
-         f"({sorted(PROXY_LOSSES)}): ProxySim scores with its proxies")
     need(0.0 < config.train.proxy_learning_rate <= 1.0, "train.proxy_learning_rate",
          "a learning rate in (0, 1]")
     model = config.model

@@ -11,7 +11,7 @@ from prism_tf.memory_bank import MemoryBank
 from prism_tf.metrics import KeptPurity, NoiseRecall
 from prism_tf.proxy_losses import ProxyLoss
 from prism_tf.replicas import GlobalBatch
-from prism_tf.selector import PROXIES, PrismSelector
+from prism_tf.selector import PrismSelector
 
 LossLike = Union[MetricLoss, ProxyLoss, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]]
 # Batch losses that take per-sample weights (so masks work under XLA).
@@ -133,6 +133,8 @@ class PrismModel(keras.Model):
         self.memory_bank = memory_bank
         self.selector = selector
         self.batch_loss = batch_loss if batch_loss is not None else MemoryContrastiveLoss()
+        if selector is not None and batch_loss is not None:
+            selector.attach(batch_loss)   # a scoring that cannot use it says so now
         self.memory_loss = memory_loss if memory_loss is not None else MemoryContrastiveLoss()
         if not (isinstance(memory_weight, (int, float)) and 0 <= memory_weight < float("inf")):
             raise ValueError(f"PrismModel: memory_weight must be a finite number >= 0 "
@@ -163,6 +165,8 @@ class PrismModel(keras.Model):
                     "PrismModel: the batch loss was given to the constructor and again "
                     "to compile(loss=...); give it once")
             self.batch_loss, self._batch_loss_given = loss, True
+            if self.selector is not None:
+                self.selector.attach(loss)
         if proxy_optimizer is not None:
             if not isinstance(self.batch_loss, ProxyLoss):
                 raise ValueError(
@@ -250,74 +254,96 @@ class PrismModel(keras.Model):
 
     def train_step(self, data) -> dict:
         inputs, labels, is_noisy, sample_weight = _unpack(data)
-        if sample_weight is not None and not isinstance(self.batch_loss, _WEIGHTED_LOSSES):
-            raise ValueError("PrismModel: sample weights need a MetricLoss or ProxyLoss "
-                             f"batch loss; {type(self.batch_loss).__name__} takes no weights")
-        if (self.selector is not None and self.selector.scoring == PROXIES
-                and not isinstance(self.batch_loss, ProxyLoss)):
-            raise ValueError(
-                "PrismModel: PrismSelector(scoring='proxies') scores with the batch "
-                f"loss's proxies; {type(self.batch_loss).__name__} has none (use a "
-                "prism_tf.proxy_losses loss)")
+        self._check_parts(sample_weight)
         # Under tf.distribute each replica holds its rows of the global batch.
         # Selection, batch loss and the memory's update see the whole batch,
         # gathered in the same order on every replica (so all of them write
         # the same rows); the memory loss takes each replica's own rows.
         global_batch = GlobalBatch(tf.size(labels))
-        all_labels = global_batch.gather(labels)
-        if all_labels.shape[0] is not None and all_labels.shape[0] > self.memory_bank.size:
-            raise ValueError(
-                f"PrismModel: a batch of {all_labels.shape[0]} samples does not fit a "
-                f"memory of {self.memory_bank.size} rows")
-        batch = tf.cast(tf.size(all_labels), tf.float32)
-        memory_on = self.optimizer.iterations >= self.memory_start_step
-        # Out-of-range labels would be gathered and scattered before the loss:
-        # clip them for the step's own ops; the step is refused below anyway.
-        labels_ok = tf.reduce_all(
-            (all_labels >= 0) & (all_labels < self.memory_bank.num_classes))
-        fits = tf.size(all_labels) <= self.memory_bank.size
-        all_labels = tf.clip_by_value(all_labels, 0, self.memory_bank.num_classes - 1)
+        all_labels, labels_ok, fits = self._checked_labels(global_batch.gather(labels))
         labels = global_batch.own_rows(all_labels)
+        memory_on = self.optimizer.iterations >= self.memory_start_step
         with tf.GradientTape() as tape:
             z = self(inputs, training=True)
             all_z = global_batch.gather(z)
             z_finite = tf.reduce_all(tf.math.is_finite(all_z))
-            inputs_ok = labels_ok & fits & z_finite
             if self.selector is None:
-                keep, threshold, noise_estimate = tf.ones_like(all_labels, tf.bool), 0.0, 0.0
+                weight, values = tf.ones_like(all_labels, tf.float32), {}
             else:
-                keep, threshold, noise_estimate = self._select(
-                    global_batch, tf.stop_gradient(z), labels, memory_on, inputs_ok)
-            weight = tf.cast(keep, tf.float32)
-            values = {"kept_fraction": tf.reduce_sum(weight) / batch}
+                weight, values = self.selector(
+                    tf.stop_gradient(z), labels, self.memory_bank, gather=global_batch.gather,
+                    active=memory_on, advance=labels_ok & fits & z_finite)
+            keep = weight > 0
+            values["kept_fraction"] = tf.reduce_mean(weight)
             if sample_weight is not None:
                 weight *= global_batch.gather(sample_weight)
-            batch_loss = self._batch_loss(all_labels, all_z, keep, weight)
-            values["batch_loss"] = batch_loss
-            loss = batch_loss
-            # What this replica differentiates. The optimizer sums the
-            # replicas' gradients, and the gathered rows' gradient is already
-            # summed over replicas: terms every replica computes alike are
-            # divided by their number, so the step equals one device's.
-            own_loss = batch_loss / global_batch.replicas
-            # Weight 0: the memory only scores samples; skip the [B, K] loss.
-            if self.memory_weight:
-                own_memory_loss = tf.cond(
-                    memory_on, lambda: self._memory_loss(
-                        labels, z, global_batch.own_rows(weight), batch),
-                    lambda: tf.constant(0.0))
-                values["memory_loss"] = global_batch.sum(tf.stop_gradient(own_memory_loss))
-                loss += self.memory_weight * values["memory_loss"]
-                own_loss += self.memory_weight * own_memory_loss
-            if self.losses:
-                regularization = tf.add_n(self.losses)
-                loss += regularization
-                own_loss += regularization / global_batch.replicas
+            loss, own_loss = self._step_loss(global_batch, all_labels, all_z, labels, z, keep,
+                                          weight, memory_on, values)
             scaled_loss = compat.scale_loss(self.optimizer, own_loss)
+        finite = z_finite & tf.math.is_finite(loss)
+        reason = (tf.where(labels_ok, 0, _LABEL_RANGE) + tf.where(fits, 0, _BATCH_TOO_LARGE))
+        self._apply_unless_refused(tape, scaled_loss, global_batch, finite, reason,
+                                   tf.stop_gradient(all_z), all_labels, (weight > 0) & memory_on)
+        values["loss"] = loss
+        return self._step_logs(values, keep, is_noisy, global_batch)
+
+    def _check_parts(self, sample_weight) -> None:
+        """Refuses, while tracing, parts that cannot work together."""
+        if sample_weight is not None and not isinstance(self.batch_loss, _WEIGHTED_LOSSES):
+            raise ValueError("PrismModel: sample weights need a MetricLoss or ProxyLoss "
+                             f"batch loss; {type(self.batch_loss).__name__} takes no weights")
+        if self.selector is not None:
+            self.selector.attach(self.batch_loss)
+
+    def _checked_labels(self, all_labels: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(labels clipped to [0, C), whether they were in range, whether the
+        batch fits the memory). Out-of-range labels would be gathered and
+        scattered before the loss, so the step's own ops get clipped ones;
+        the step is refused anyway."""
+        if all_labels.shape[0] is not None and all_labels.shape[0] > self.memory_bank.size:
+            raise ValueError(
+                f"PrismModel: a batch of {all_labels.shape[0]} samples does not fit a "
+                f"memory of {self.memory_bank.size} rows")
+        num_classes = self.memory_bank.num_classes
+        labels_ok = tf.reduce_all((all_labels >= 0) & (all_labels < num_classes))
+        fits = tf.size(all_labels) <= self.memory_bank.size
+        return tf.clip_by_value(all_labels, 0, num_classes - 1), labels_ok, fits
+
+    def _step_loss(self, global_batch: GlobalBatch, all_labels, all_z, labels, z, keep, weight,
+                memory_on, values: dict) -> Tuple[tf.Tensor, tf.Tensor]:
+        """(the step's loss, what this replica differentiates); puts the
+        batch and memory losses into `values`.
+
+        The optimizer sums the replicas' gradients, and the gathered rows'
+        gradient is already summed over replicas: terms every replica
+        computes alike are divided by their number, so the step equals one
+        device's."""
+        batch = tf.cast(tf.size(all_labels), tf.float32)
+        loss = values["batch_loss"] = self._batch_loss(all_labels, all_z, keep, weight)
+        own_loss = loss / global_batch.replicas
+        # Weight 0: the memory only scores samples; skip the [B, K] loss.
+        if self.memory_weight:
+            own_memory_loss = tf.cond(
+                memory_on, lambda: self._memory_loss(
+                    labels, z, global_batch.own_rows(weight), batch),
+                lambda: tf.constant(0.0))
+            values["memory_loss"] = global_batch.sum(tf.stop_gradient(own_memory_loss))
+            loss += self.memory_weight * values["memory_loss"]
+            own_loss += self.memory_weight * own_memory_loss
+        if self.losses:
+            regularization = tf.add_n(self.losses)
+            loss += regularization
+            own_loss += regularization / global_batch.replicas
+        return loss, own_loss
+
+    def _apply_unless_refused(self, tape: tf.GradientTape, scaled_loss, global_batch,
+                              finite, reason, all_z, all_labels, enqueue_mask) -> None:
+        """Applies the gradients and fills the memory, unless the step is
+        refused (`reason` bits, or anything non-finite): then nothing
+        changes and `failure` records the first such step."""
         groups = self.optimizer_groups()
         gradients = compat.unscale_gradients(self.optimizer, tape.gradient(
             scaled_loss, [v for _, variables in groups for v in variables]))
-        finite = z_finite & tf.math.is_finite(loss)
         # A NaN input can give finite embeddings (ReLU maps NaN to 0) and NaN
         # gradients. Under loss scaling, non-finite gradients are the loss
         # scale optimizer's to skip, so they are not checked there.
@@ -327,8 +353,7 @@ class PrismModel(keras.Model):
             # Every replica's gradients: all replicas must refuse together.
             not_finite = global_batch.sum(tf.cast(tf.logical_not(own_finite), tf.float32))
             finite &= tf.equal(not_finite, 0.0)
-        reason = (tf.where(finite, 0, _NON_FINITE) + tf.where(labels_ok, 0, _LABEL_RANGE)
-                  + tf.where(fits, 0, _BATCH_TOO_LARGE))
+        reason += tf.where(finite, 0, _NON_FINITE)
         # Once a step is refused, later ones in the same call refuse too.
         none_refused_yet = tf.equal(self.failure[1], 0)
         ok = tf.logical_and(tf.equal(reason, 0), none_refused_yet)
@@ -336,8 +361,7 @@ class PrismModel(keras.Model):
             compat.apply_gradients_if(ok, optimizer, gradients[:len(variables)], variables)
             gradients = gradients[len(variables):]
         # In a tf.cond, so the bank's own size check cannot fire on a refused batch.
-        tf.cond(ok, lambda: self._enqueue(tf.stop_gradient(all_z), all_labels,
-                                          (weight > 0) & memory_on),
+        tf.cond(ok, lambda: self._enqueue(all_z, all_labels, enqueue_mask),
                 lambda: tf.constant(False))
         first_failure = tf.logical_and(tf.not_equal(reason, 0), none_refused_yet)
         self.failure.assign(tf.where(
@@ -346,10 +370,9 @@ class PrismModel(keras.Model):
                       tf.cast(reason, tf.int64)]),
             self.failure))
 
-        values["loss"] = loss
-        if self.selector is not None:
-            values["threshold"] = threshold
-            values["noise_estimate"] = noise_estimate
+    def _step_logs(self, values: dict, keep, is_noisy, global_batch: GlobalBatch) -> dict:
+        """The step's logs: the tracked means, the selection's purity and
+        recall where the ground truth came, and the memory's fill."""
         # Every value is the global batch's, the same on every replica, so
         # Keras's reduction across replicas leaves it as it is.
         for name, value in values.items():
@@ -376,30 +399,8 @@ class PrismModel(keras.Model):
     def label_scores(self, embeddings, labels) -> Tuple[tf.Tensor, tf.Tensor]:
         """The selector's (p_clean [B], label_rank [B]) of embeddings as
         `model(x)` gives them, from the memory (or the proxies) as they are."""
-        class_similarity = (self.batch_loss.class_similarity(embeddings)
-                            if self.selector.scoring == PROXIES else None)
-        return self.selector.scores(embeddings, labels, self.memory_bank, class_similarity)
-
-    def _select(self, global_batch: GlobalBatch, z: tf.Tensor, labels: tf.Tensor,
-                memory_on: tf.Tensor, advance: tf.Tensor):
-        """Keep mask of the global batch [B], threshold and the selector's
-        noise estimate after this batch; keeps all while the memory is off.
-        The selector's windows move only if `advance`."""
-        # Each replica scores its own rows; the gathers are collectives, so
-        # they stay outside the tf.cond.
-        p_clean, label_rank = (global_batch.gather(score)
-                               for score in self.label_scores(z, labels))
-
-        def select():
-            self.selector.observe(label_rank, self.memory_bank, advance)
-            keep, threshold = self.selector.select(p_clean, advance)
-            # Read here, after the update: under XLA a read after the tf.cond
-            # may see the window as it was before it.
-            return keep, threshold, self.selector.noise_estimate()
-
-        return tf.cond(memory_on, select,
-                       lambda: (tf.ones_like(p_clean, tf.bool), tf.constant(0.0),
-                                self.selector.noise_estimate()))
+        self.selector.attach(self.batch_loss)
+        return self.selector.scores(embeddings, labels, self.memory_bank)
 
     def _memory_loss(self, labels: tf.Tensor, z: tf.Tensor, weight: tf.Tensor,
                      batch: tf.Tensor) -> tf.Tensor:

@@ -1,15 +1,14 @@
 """PRISM's clean-sample selection: clean probability and smooth top-R."""
 
-from typing import Tuple, Union
+from typing import Callable, Dict, Tuple, Union
 
 import keras
 import tensorflow as tf
 
-from prism_tf import compat, vmf
+from prism_tf import compat
 from prism_tf.memory_bank import MemoryBank, check_labels
+from prism_tf.scoring import SCORINGS
 
-PROXIES = "proxies"
-SCORINGS = ("centers", "full", "vmf", PROXIES)
 AUTO = "auto"
 
 
@@ -57,16 +56,13 @@ class PrismSelector(keras.layers.Layer):
       noise_rate: expected share of wrong labels R, in [0, 1), or "auto".
       window_size: number of past thresholds (and noise estimates) averaged (tau).
       temperature: divides the logits.
-      scoring: "centers" (PRISM's AvgSim in its accelerated form, one
-        [B, C] matmul), "full" (average similarity to every memory row of
-        the class, one [B, K] matmul; the same numbers, for comparison) or
-        "vmf" (vMF-Sim, the journal version: a von Mises-Fisher
-        distribution per class, mean direction and concentration from the
-        class's rows, so a tight class weighs a given similarity more than a
-        spread one; `prism_tf.vmf`) or "proxies" (ProxySim, the journal
-        version: the batch loss's learned proxies stand for the classes,
-        `class_similarity` from a `prism_tf.proxy_losses.ProxyLoss`; every
-        class counts as present, and the memory only takes the kept rows).
+      scoring: how a sample is scored against each class, a name in
+        `prism_tf.scoring.SCORINGS`: "centers" (PRISM's AvgSim in its
+        accelerated form, one [B, C] matmul), "full" (average similarity to
+        every memory row of the class; the same numbers, for comparison),
+        "vmf" (vMF-Sim, the journal version) or "proxies" (ProxySim, the
+        journal version: a proxy batch loss's proxies stand for the
+        classes; `attach` hands the loss over, as `PrismModel` does).
       max_noise_estimate: the guard's limit, in (0, 1]; 1 turns it off (the
         authors' selector).
 
@@ -75,9 +71,9 @@ class PrismSelector(keras.layers.Layer):
     >>> bank = MemoryBank(size=8, dim=2, num_classes=2)
     >>> bank.enqueue([[1., 0.], [0., 1.]], [0, 1])
     >>> selector = PrismSelector(noise_rate=0.5, window_size=5)
-    >>> keep, p_clean = selector([[1., 0.], [1., 0.]], [0, 1], bank)
-    >>> keep.numpy().tolist()
-    [True, False]
+    >>> weights, logs = selector([[1., 0.], [1., 0.]], [0, 1], bank)
+    >>> weights.numpy().tolist(), sorted(logs)
+    ([1.0, 0.0], ['noise_estimate', 'threshold'])
     """
 
     def __init__(self, noise_rate: Union[float, str], window_size: int = 30,
@@ -98,8 +94,8 @@ class PrismSelector(keras.layers.Layer):
             raise ValueError(
                 f"PrismSelector: temperature must be > 0; got {temperature!r}")
         if scoring not in SCORINGS:
-            raise ValueError(
-                f"PrismSelector: scoring must be one of {SCORINGS}; got {scoring!r}")
+            raise ValueError(f"PrismSelector: scoring must be one of {tuple(SCORINGS)}; "
+                             f"got {scoring!r}")
         kwargs.setdefault("dtype", "float32")
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
@@ -107,6 +103,8 @@ class PrismSelector(keras.layers.Layer):
         self.window_size = window_size
         self.temperature = float(temperature)
         self.scoring = scoring
+        # A plain object, not tracked: what it holds (a proxy loss) is the model's.
+        self._scoring = SCORINGS[scoring]()
         self.max_noise_estimate = float(max_noise_estimate)
         self._estimates = self.add_weight(
             name="noise_estimates", shape=(window_size,), initializer="zeros",
@@ -133,40 +131,58 @@ class PrismSelector(keras.layers.Layer):
         """How many of the newest window entries are in use."""
         return compat.tf_variable(self._window_count)
 
+    def attach(self, batch_loss) -> None:
+        """Hands the model's batch loss to the scoring (ProxySim scores with
+        its proxies; the others need nothing)."""
+        self._scoring.attach(batch_loss)
+
     # Not `call`: Keras 3 layers take only tensors as positional arguments,
     # and the selector needs the bank. Nothing here needs Layer.__call__.
     def __call__(self, embeddings, labels, bank: MemoryBank,
-                 class_similarity=None) -> Tuple[tf.Tensor, tf.Tensor]:
-        """Returns (keep bool [B], p_clean float32 [B]) and advances the window."""
-        p_clean, label_rank = self.scores(embeddings, labels, bank, class_similarity)
-        self.observe(label_rank, bank)
-        keep, _ = self.select(p_clean)
-        return keep, p_clean
+                 gather: Callable[[tf.Tensor], tf.Tensor] = tf.identity,
+                 active=True, advance=True) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+        """Scores, observes and selects one batch: (weights float32 [B'],
+        logs {"threshold", "noise_estimate"}).
 
-    def clean_probability(self, embeddings, labels, bank: MemoryBank,
-                          class_similarity=None) -> tf.Tensor:
-        """P(label is clean) for each sample [B], from the memory as it is now."""
-        return self.scores(embeddings, labels, bank, class_similarity)[0]
-
-    def scores(self, embeddings, labels, bank: MemoryBank,
-               class_similarity=None) -> Tuple[tf.Tensor, tf.Tensor]:
-        """(p_clean [B], label_rank [B]) from the memory as it is now.
-
-        `label_rank` is the share of the other classes in memory whose
-        logit is above the label's (ties count half), or -1 where it says
-        nothing: the label's class is not in memory, or no other class is.
-        `class_similarity` [B, C]: the proxies' (`ProxyLoss.class_similarity`),
-        which `scoring="proxies"` needs and the others refuse.
+        The weights are 0/1 (a 0 drops a sample without changing shapes).
+        `gather` maps a replica's per-sample values to the global batch's
+        [B'] (`prism_tf.replicas.GlobalBatch.gather`; the identity on one
+        device): each replica scores its own rows and all select on the
+        whole batch. While `active` is false (the memory has not started)
+        every sample is kept and nothing is observed. The windows move only
+        if `advance` (a refused training step leaves them as they were).
         """
-        if (class_similarity is None) == (self.scoring == PROXIES):
-            raise ValueError(
-                f"PrismSelector(scoring={self.scoring!r}): class_similarity must "
-                f"{'be' if self.scoring == PROXIES else 'not be'} given (it comes from "
-                "a proxy batch loss, prism_tf.proxy_losses)")
+        # The gathers are collectives, so they stay outside the tf.cond.
+        p_clean, label_rank = (gather(score) for score in self.scores(embeddings, labels, bank))
+
+        def select():
+            self.observe(label_rank, bank, advance)
+            keep, threshold = self.select(p_clean, advance)
+            # Read here, after the update: under XLA a read after the tf.cond
+            # may see the window as it was before it.
+            return tf.cast(keep, tf.float32), threshold, self.noise_estimate()
+
+        weights, threshold, estimate = tf.cond(
+            tf.convert_to_tensor(active), select,
+            lambda: (tf.ones_like(p_clean), tf.constant(0.0), self.noise_estimate()))
+        return weights, {"threshold": threshold, "noise_estimate": estimate}
+
+    def clean_probability(self, embeddings, labels, bank: MemoryBank) -> tf.Tensor:
+        """P(label is clean) for each sample [B], from the memory as it is now."""
+        return self.scores(embeddings, labels, bank)[0]
+
+    def scores(self, embeddings, labels, bank: MemoryBank) -> Tuple[tf.Tensor, tf.Tensor]:
+        """(p_clean [B], label_rank [B]) from the memory (or the proxies) as
+        they are now.
+
+        `label_rank` is the share of the other classes compared whose logit
+        is above the label's (ties count half), or -1 where it says
+        nothing: the label's class is not in memory, or no other class is.
+        """
         labels = check_labels(labels, bank.num_classes, "PrismSelector")
         embeddings = tf.cast(tf.convert_to_tensor(embeddings), tf.float32)
-        present = self._present(bank)
-        logits = self._logits(embeddings, bank, class_similarity) / self.temperature
+        present = self._scoring.present(bank)
+        logits = self._scoring.logits(embeddings, bank) / self.temperature
         log_normalizer = tf.reduce_logsumexp(
             tf.where(present[None, :], logits, -float("inf")), axis=1)
         own_logit = tf.gather(logits, labels, batch_dims=1)
@@ -200,7 +216,7 @@ class PrismSelector(keras.layers.Layer):
         high = tf.reduce_sum(tf.cast(ranked & (label_rank > 0.5), tf.float32))
         # P(u > 1/2 | wrong label) with m = C - 1 other classes, the true one
         # ranking first: u = (1 + j) / m, j uniform in 0..m-1.
-        others = tf.cast(tf.math.count_nonzero(self._present(bank)), tf.float32) - 1.0
+        others = tf.cast(tf.math.count_nonzero(self._scoring.present(bank)), tf.float32) - 1.0
         wrong_tail = tf.math.divide_no_nan(others - tf.floor(others / 2.0), others)
         estimate = tf.minimum(tf.math.divide_no_nan(high / tf.maximum(count, 1.0),
                                                     wrong_tail), 1.0)
@@ -263,33 +279,6 @@ class PrismSelector(keras.layers.Layer):
             tf.where(advance, tf.where(fallback, 1, count), self.window_count))
         return keep, threshold
 
-    def _logits(self, embeddings: tf.Tensor, bank: MemoryBank,
-                class_similarity) -> tf.Tensor:
-        """Each sample's logit for each class before the temperature [B, C]."""
-        if self.scoring == PROXIES:
-            return tf.cast(class_similarity, tf.float32)
-        counts = tf.convert_to_tensor(bank.class_counts)
-        # Sum of similarities to each class's rows; divided by the counts this
-        # is w_k . z. "centers" (and "vmf") get it from the class sums, [B, C]
-        # work after one matmul, without materialising the [C, D] centres.
-        if self.scoring == "full":
-            row_similarity = tf.matmul(embeddings, bank.embeddings, transpose_b=True)
-            # Empty slots (label -1) go to an extra segment that is dropped.
-            segments = tf.where(bank.occupied(), bank.labels, bank.num_classes)
-            class_sum_similarity = tf.transpose(tf.math.unsorted_segment_sum(
-                tf.transpose(row_similarity), segments, bank.num_classes + 1)[:-1])
-        else:
-            class_sum_similarity = tf.matmul(embeddings, bank.class_sums, transpose_b=True)
-        if self.scoring == "vmf":
-            return _vmf_logits(class_sum_similarity, bank.class_sums, counts)
-        return class_sum_similarity / tf.cast(tf.maximum(counts, 1), tf.float32)
-
-    def _present(self, bank: MemoryBank) -> tf.Tensor:
-        """The classes the scores compare, bool [C]: those in memory, or
-        every class for proxies (each has one from the start)."""
-        counts = tf.convert_to_tensor(bank.class_counts)
-        return tf.ones_like(counts, tf.bool) if self.scoring == PROXIES else counts > 0
-
     def window_mean(self) -> tf.Tensor:
         """Mean of the thresholds now in the window (0 when it is empty)."""
         return self._mean_of_newest(self.window, self.window_count)
@@ -312,23 +301,3 @@ class PrismSelector(keras.layers.Layer):
                       temperature=self.temperature, scoring=self.scoring,
                       max_noise_estimate=self.max_noise_estimate)
         return config
-
-
-def _vmf_logits(class_similarity: tf.Tensor, class_sums: tf.Tensor,
-                counts: tf.Tensor) -> tf.Tensor:
-    """log C_D(kappa_k) + kappa_k mu_k . z for every sample and class [B, C].
-
-    mu_k = s_k / |s_k| and the mean resultant length |s_k| / n_k come from
-    the class sums s_k of n_k unit rows; `class_similarity` is z . s_k.
-    Computed in float64 (the terms reach kappa ~ 1e7 for a class of one
-    row), returned as float32; classes not in memory get finite junk that
-    the caller masks out.
-    """
-    norms = tf.norm(tf.cast(class_sums, tf.float64), axis=1)
-    kappa = vmf.concentration(tf.math.divide_no_nan(norms, tf.cast(counts, tf.float64)),
-                              int(class_sums.shape[-1]))
-    direction_similarity = tf.math.divide_no_nan(tf.cast(class_similarity, tf.float64),
-                                                 norms[None, :])
-    logits = vmf.log_normalizer(kappa, int(class_sums.shape[-1]))[None, :] + (
-        kappa[None, :] * direction_similarity)
-    return tf.cast(logits, tf.float32)

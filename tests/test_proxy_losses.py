@@ -94,19 +94,21 @@ def test_bad_arguments_are_refused():
 def test_proxy_scoring_is_the_softmax_over_the_given_similarities():
     bank = MemoryBank(16, DIM, CLASSES)   # empty: proxies score every class anyway
     labels, z = _batch()
-    similarity = ProxyAnchorLoss(CLASSES, DIM).class_similarity(z)
+    loss = ProxyAnchorLoss(CLASSES, DIM)
+    similarity = loss.class_similarity(z)
     selector = PrismSelector(0.5, scoring="proxies", temperature=0.5)
-    p_clean, rank = selector.scores(z, labels, bank, similarity)
+    with pytest.raises(ValueError, match="no proxy loss attached"):
+        selector.scores(z, labels, bank)
+    selector.attach(loss)
+    p_clean, rank = selector.scores(z, labels, bank)
     logits = similarity.numpy() / 0.5
     softmax = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     np.testing.assert_allclose(p_clean.numpy(), softmax[np.arange(12), labels], atol=1e-5)
     own = logits[np.arange(12), labels][:, None]
     expected_rank = ((logits > own).sum(1)) / (CLASSES - 1)
     np.testing.assert_allclose(rank.numpy(), expected_rank, atol=1e-6)
-    with pytest.raises(ValueError, match="class_similarity must be given"):
-        selector.scores(z, labels, bank)
-    with pytest.raises(ValueError, match="class_similarity must not be given"):
-        PrismSelector(0.5).scores(z, labels, bank, similarity)
+    with pytest.raises(ValueError, match="MemoryContrastiveLoss has none"):
+        selector.attach(losses.MemoryContrastiveLoss())
 
 
 def _clusters(n=512, rate=0.5, seed=0):
@@ -184,9 +186,16 @@ def test_keras_file_keeps_proxies_and_the_proxy_optimizer(tmp_path):
 
 
 def test_proxy_scoring_and_proxy_optimizer_need_a_proxy_loss():
-    model = _proxy_model(losses.MemoryContrastiveLoss())
+    # Refused when the parts meet: given to the constructor, to compile, or
+    # (the default batch loss) at the first step.
+    with pytest.raises(ValueError, match="scoring='proxies'.*MemoryContrastiveLoss has none"):
+        _proxy_model(losses.MemoryContrastiveLoss())
+    model = _proxy_model(None)
+    with pytest.raises(ValueError, match="scoring='proxies'.*TripletSemiHardLoss has none"):
+        model.compile(optimizer="adam", loss=losses.TripletSemiHardLoss())
     with pytest.raises(ValueError, match="proxy_optimizer trains a proxy loss's proxies"):
         model.compile(optimizer="adam", proxy_optimizer="adam")
+    model = _proxy_model(None)
     model.compile(optimizer="adam")
     with pytest.raises(ValueError, match="scoring='proxies'.*has none"):
         model.fit(_clusters(n=64), epochs=1, verbose=0)

@@ -94,9 +94,14 @@ def test_call_scores_and_selects_under_xla():
     bank.enqueue(np.array([[1, 0], [1, 0], [0, 1], [0, 1]], "float32"), [0, 0, 1, 1])
     selector = PrismSelector(0.5, window_size=4)
     z = np.array([[1, 0], [0, 1], [1, 0], [0, 1]], "float32")
-    keep, p = tf.function(selector.__call__, jit_compile=True)(z, tf.constant([0, 0, 1, 1]), bank)
-    assert keep.numpy().tolist() == [True, False, False, True]
-    assert p.numpy()[0] == pytest.approx(math.e / (math.e + 1), rel=1e-5)
+    weights, logs = tf.function(selector.__call__, jit_compile=True)(
+        z, tf.constant([0, 0, 1, 1]), bank)
+    assert weights.numpy().tolist() == [1.0, 0.0, 0.0, 1.0]
+    p = selector.clean_probability(z, [0, 0, 1, 1], bank).numpy()
+    # Both clean samples sit at p = e / (e + 1); the threshold is the
+    # highest dropped probability, that of the two wrong labels.
+    assert p[0] == pytest.approx(math.e / (math.e + 1), rel=1e-5)
+    assert float(logs["threshold"]) == pytest.approx(1 / (math.e + 1), rel=1e-5)
 
 
 def test_window_is_checkpointed(tmp_path):
@@ -187,8 +192,8 @@ def test_auto_keeps_all_during_warm_up_then_drops_the_estimated_share():
     selector = PrismSelector("auto", window_size=4)
     kept, purity = [], []
     for z, labels, is_noisy in _labelled_cluster_batches(rng, 10, 0.3, batches=10):
-        keep, _ = selector(z, labels, bank)
-        keep = keep.numpy()
+        weights, _ = selector(z, labels, bank)
+        keep = weights.numpy() > 0
         kept.append(keep.mean())
         purity.append(1 - is_noisy[keep].mean())
         bank.enqueue(z, labels)

@@ -195,8 +195,6 @@ def test_a_workdir_of_another_experiment_is_refused_untouched(finished_run):
     ("selector.noise_rate", -0.1, r"config.selector.noise_rate = -0.1"),
     ("memory.size", 32, r"config.memory.size = 32: expected at least train.batch_size \(64\)"),
     ("loss.name", "arcface", r"config.loss.name = 'arcface'"),
-    ("selector.scoring", "proxies",
-     r"config.selector.scoring = 'proxies': expected not 'proxies' unless loss.name is a proxy"),
     ("train.proxy_learning_rate", 0.0,
      r"config.train.proxy_learning_rate = 0.0: expected a learning rate"),
     ("train.eval_every", 0, r"config.train.eval_every = 0: expected a positive number"),
@@ -428,6 +426,9 @@ def _with(config, **changes):
     ({"selector__window_size": 0}, "window_size"),
     ({"model__encoder": "NoSuchNet"}, "unknown encoder 'NoSuchNet'"),
     ({"selector__scoring": "bogus"}, "scoring must be one of"),
+    ({"selector__scoring": "proxies"},
+     r"PrismSelector\(scoring='proxies'\) scores with the batch loss's proxies; "
+     "MemoryContrastiveLoss has none"),
     ({"memory__start_step": -1}, "memory_start_step must be"),
     ({"train__batch_size": 512, "memory__size": 4096}, "need 128 classes; the labels have 100"),
     ({"data__train_list": "x.csv"}, "source 'synthetic' does not read train_list"),

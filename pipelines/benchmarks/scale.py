@@ -126,9 +126,9 @@ def measure_cell(memory: int, classes: int, dim: int, batch: int,
     labels = tf.constant(rng.integers(0, classes, batch), tf.int32)
 
     def memory_step():
-        keep, p_clean = selector(z, labels, bank)
-        bank.enqueue(z, labels, mask=keep)
-        return p_clean
+        weights, logs = selector(z, labels, bank)
+        bank.enqueue(z, labels, mask=weights > 0)
+        return weights
 
     def memory_loss():
         with tf.GradientTape() as tape:

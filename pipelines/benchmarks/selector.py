@@ -84,10 +84,10 @@ def benchmark(classes: int, memory: int, dim: int, batch: int, iterations: int,
 
     def step(selector, enqueue):
         def run():
-            keep, p_clean = selector(z, labels, bank)
+            weights, logs = selector(z, labels, bank)
             if enqueue:
-                bank.enqueue(z, labels, mask=keep)
-            return keep, p_clean
+                bank.enqueue(z, labels, mask=weights > 0)
+            return weights, logs
         return run
 
     plain = {
