@@ -12,15 +12,10 @@ TensorFlow a chunk of queries at a time, or in faiss when installed
 """
 
 import json
-from typing import Callable, Optional, Tuple
 
 from absl import app, flags
-import ml_collections
-import tensorflow as tf
 
 from . import cli, experiment
-from prism_tf.data.pipeline import Preprocessing
-from prism_tf.replicas import embed_on_replicas
 
 FLAGS = flags.FLAGS
 
@@ -35,37 +30,13 @@ def _define_flags() -> None:
                       "Exact kNN: chunked TensorFlow, or faiss (auto: faiss when installed).")
 
 
-def embedder(workdir: str, saved_model: Optional[str] = None
-             ) -> Tuple[ml_collections.ConfigDict, Preprocessing, Callable]:
-    """(config, preprocessing, embed) of a run: `embed` maps a batch of
-    preprocessed images to embeddings, by `saved_model` (one device) or by the
-    run's latest checkpoint under the run's strategy (`evaluation_strategy`)."""
-    if saved_model:
-        config, _ = experiment.read_run(workdir)
-        signature = tf.saved_model.load(saved_model).signatures["serving_default"]
-        return (config, experiment.preprocessing(config),
-                lambda images: signature(images=images)["embeddings"])
-    strategy = experiment.distribution_strategy(evaluation_strategy(workdir))
-    with strategy.scope():
-        config, preprocessing, model = experiment.restore_run(workdir)
-    return (config, preprocessing,
-            embed_on_replicas(strategy, lambda images: model(images, training=False)))
-
-
 def evaluate(workdir: str, saved_model: str = None, split: str = "test",
              chunk_size: int = 1024, backend: str = "tensorflow") -> dict:
     """Metrics of the checkpoint in `workdir`, or of `saved_model`, on `split`."""
-    config, _, embed = embedder(workdir, saved_model)
+    config, _, embed = experiment.embedder(workdir, saved_model)
     train_split, test_split = experiment.load_run_splits(workdir, config)
     return experiment.retrieval_on(test_split if split == "test" else train_split, config,
                                    embed, chunk_size, backend)
-
-
-def evaluation_strategy(workdir: str) -> str:
-    """The run's `train.strategy`, as this one process can use it: a
-    multi-worker run is evaluated on this machine's devices ("mirrored")."""
-    strategy = experiment.read_run(workdir)[0].train.get("strategy", "default")
-    return "mirrored" if strategy == "multi_worker" else strategy
 
 
 def main(argv):

@@ -27,6 +27,7 @@ from prism_tf.encoders import IMAGENET, build_encoder, copy_encoder_weights
 from prism_tf.evaluation import embed_dataset, retrieval_metrics
 from prism_tf.export import exported_encoder_variables
 from prism_tf.files import write_atomically
+from prism_tf.replicas import embed_on_replicas
 
 CONFIG_FILE = "config.json"
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -583,3 +584,27 @@ def restore_run(workdir: str) -> Tuple[ml_collections.ConfigDict, Preprocessing,
         logging.warning("Using %s (step %d).", checkpoint,
                         int(model.optimizer.iterations.numpy()))
     return config, run_preprocessing, model
+
+
+def embedder(workdir: str, saved_model: Optional[str] = None
+             ) -> Tuple[ml_collections.ConfigDict, Preprocessing, Callable]:
+    """(config, preprocessing, embed) of a run: `embed` maps a batch of
+    preprocessed images to embeddings, by `saved_model` (one device) or by the
+    run's latest checkpoint under the run's strategy (`evaluation_strategy`)."""
+    if saved_model:
+        config, _ = read_run(workdir)
+        signature = tf.saved_model.load(saved_model).signatures["serving_default"]
+        return (config, preprocessing(config),
+                lambda images: signature(images=images)["embeddings"])
+    strategy = distribution_strategy(evaluation_strategy(workdir))
+    with strategy.scope():
+        config, preprocessing, model = restore_run(workdir)
+    return (config, preprocessing,
+            embed_on_replicas(strategy, lambda images: model(images, training=False)))
+
+
+def evaluation_strategy(workdir: str) -> str:
+    """The run's `train.strategy`, as this one process can use it: a
+    multi-worker run is evaluated on this machine's devices ("mirrored")."""
+    strategy = read_run(workdir)[0].train.get("strategy", "default")
+    return "mirrored" if strategy == "multi_worker" else strategy

@@ -34,7 +34,6 @@ import numpy as np
 import tensorflow as tf
 
 from . import cli, experiment
-from .evaluate import embedder
 from prism_tf.data.pipeline import CorruptImageLog, sample_dataset
 from prism_tf.evaluation import embed_dataset
 from prism_tf.files import write_atomically
@@ -62,9 +61,9 @@ def training_embeddings(workdir: str, saved_model: Optional[str] = None):
     """(config, training split, preprocessing, index, embeddings) of a run:
     its training split (the labels it trained on) embedded in evaluation
     preprocessing by its checkpoint (under the run's strategy) or
-    `saved_model` (`pipelines.evaluate.embedder`); `index` [N] says which
+    `saved_model` (`experiment.embedder`); `index` [N] says which
     sample of the split each embedding row is (unreadable images left out)."""
-    config, preprocessing, embed = embedder(workdir, saved_model)
+    config, preprocessing, embed = experiment.embedder(workdir, saved_model)
     split, _ = experiment.load_run_splits(workdir, config)
     preprocessing = preprocessing.for_split(split)
     samples = sample_dataset(split, CorruptImageLog(config.data.strict), preprocessing.channels)
