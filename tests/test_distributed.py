@@ -266,6 +266,16 @@ def _run_workers(workdir, scratch, steps):
     return _results(_start_workers(workdir, scratch, steps))
 
 
+def _assert_as_on_one_device(metrics, steps, workdir):
+    """The selection and P@1 of a two-worker run are those of one device."""
+    config = _pipeline_config("default")
+    config.train.steps = steps
+    one = train(config, str(workdir), verbose=0)
+    for name in ("kept_fraction", "kept_purity", "noise_estimate"):
+        assert metrics[name] == pytest.approx(one[name], abs=1e-5), name
+    assert metrics["precision_at_1"] == pytest.approx(one["precision_at_1"], abs=0.01)
+
+
 def test_two_workers_train_checkpoint_and_resume_as_one_device(tmp_path):
     workdir, scratch = tmp_path / "run", tmp_path / "scratch"
     scratch.mkdir()
@@ -275,12 +285,7 @@ def test_two_workers_train_checkpoint_and_resume_as_one_device(tmp_path):
     assert finished["step"] == 30
     assert list(scratch.iterdir()) == []   # the other worker's scratch folder is gone
     # Each worker trained on its half of every global batch: one device, same batches.
-    config = _pipeline_config("default")
-    config.train.steps = 30
-    one = train(config, str(tmp_path / "one"), verbose=0)
-    for name in ("kept_fraction", "kept_purity", "noise_estimate"):
-        assert finished[name] == pytest.approx(one[name], abs=1e-5), name
-    assert finished["precision_at_1"] == pytest.approx(one["precision_at_1"], abs=0.01)
+    _assert_as_on_one_device(finished, 30, tmp_path / "one")
     # What a kill after step 20's checkpoint leaves; both workers resume from it.
     checkpoints = workdir / "checkpoints"
     for path in checkpoints.glob("ckpt-30.*"):
@@ -337,10 +342,5 @@ def test_a_worker_stopped_mid_run_is_one_line_and_the_restarted_pair_resumes(tmp
     for returncode, stderr in _run_workers(workdir, scratch, steps=60):
         assert returncode == 0, stderr[-3000:]
         assert "Resuming from" in stderr
-    resumed = json.loads((workdir / "metrics.json").read_text())
-    config = _pipeline_config("default")
-    config.train.steps = 60
-    one = train(config, str(tmp_path / "one"), verbose=0)
-    for name in ("kept_fraction", "kept_purity", "noise_estimate"):
-        assert resumed[name] == pytest.approx(one[name], abs=1e-5), name
-    assert resumed["precision_at_1"] == pytest.approx(one["precision_at_1"], abs=0.01)
+    _assert_as_on_one_device(json.loads((workdir / "metrics.json").read_text()), 60,
+                             tmp_path / "one")
