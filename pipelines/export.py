@@ -6,7 +6,9 @@ Writes `EXPORT_DIR/<version>/` (next integer version unless --version),
 atomically; see `prism_tf.export` for the two signatures and the
 `assets.extra/` files (preprocessing contract, TF Serving warm-up requests).
 A run that has not reached `train.steps` is refused unless
---allow_unfinished; an existing version is never overwritten.
+--allow_unfinished; an existing version is never overwritten. --tflite adds
+`<version>/model.tflite`, the float signature for TensorFlow Lite (the
+bytes signature stays SavedModel-only).
 """
 
 from pathlib import Path
@@ -27,10 +29,12 @@ def _define_flags() -> None:
     flags.DEFINE_integer("version", None, "Version number; default: the next free one.")
     flags.DEFINE_bool("allow_unfinished", False,
                       "Export the latest checkpoint of a run that has not finished its steps.")
+    flags.DEFINE_bool("tflite", False, "Also write <version>/model.tflite: the float "
+                      "signature for TensorFlow Lite (not the bytes signature).")
 
 
 def export_run(workdir: str, export_dir: str, version: Optional[int] = None,
-               allow_unfinished: bool = False) -> Path:
+               allow_unfinished: bool = False, tflite: bool = False) -> Path:
     """Exports the latest checkpoint of `workdir`; returns the version folder."""
     config, preprocessing, model = experiment.restore_run(workdir)
     step = int(model.optimizer.iterations.numpy())
@@ -38,7 +42,7 @@ def export_run(workdir: str, export_dir: str, version: Optional[int] = None,
         raise experiment.ConfigError(
             f"{workdir} is at step {step} of {config.train.steps}: not finished. "
             "Finish it (run the same train command again) or pass --allow_unfinished.")
-    return export_saved_model(model.encoder, export_dir, preprocessing, version)
+    return export_saved_model(model.encoder, export_dir, preprocessing, version, tflite)
 
 
 def main(argv):
@@ -47,7 +51,7 @@ def main(argv):
         raise app.UsageError("--workdir and --export_dir are required")
     with cli.one_line_errors():
         path = export_run(FLAGS.workdir, FLAGS.export_dir, FLAGS.version,
-                          FLAGS.allow_unfinished)
+                          FLAGS.allow_unfinished, FLAGS.tflite)
     print(f"exported {path}")
 
 

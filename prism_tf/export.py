@@ -12,6 +12,13 @@ Two signatures, both returning `embeddings` [N, D], L2-normalised float32:
 `tf_serving_warmup_requests` (one PredictionLog per signature, which TF
 Serving replays at load so that the first real request is not slow).
 
+With `tflite=True` the version also holds `model.tflite`: the float
+signature (`serving_default`) for TensorFlow Lite / LiteRT. The bytes
+signature stays SavedModel-only (TFLite has no image-decoding ops), and the
+float signature's refusals (non-finite pixels, no finite non-zero norm)
+become values there (TFLite drops `Assert`): such a row's embedding is NaN,
+which a mobile caller checks for.
+
 A version is written to a hidden temporary folder beside it and renamed into
 `export_dir/<version>` only when complete, so TF Serving, which watches
 `export_dir`, never sees a half-written version; what a killed export left
@@ -33,6 +40,7 @@ from prism_tf.files import remove_stale_temporaries, temporary_name
 from prism_tf.data.pipeline import Preprocessing
 
 CONTRACT_FILE = "preprocessing.json"
+TFLITE_FILE = "model.tflite"
 WARMUP_FILE = "tf_serving_warmup_requests"
 
 
@@ -64,7 +72,14 @@ class _Embedder(tf.Module):
             ["the encoder's output for these images has no finite, non-zero length, so it "
              "cannot be normalised: are they preprocessed as assets.extra/preprocessing.json "
              "says?"])
-        return {"embeddings": features * tf.math.rsqrt(squared_norm)[:, None]}
+        # The same checks as values: TFLite drops Assert, so there a row that
+        # cannot be embedded comes back as NaN (a runtime's kernels would
+        # otherwise make anything of it; TF 2.15's give finite numbers).
+        embeddable = (tf.reduce_all(tf.math.is_finite(images), axis=[1, 2, 3])
+                      & tf.math.is_finite(squared_norm) & (squared_norm > 0.0))
+        return {"embeddings": tf.where(embeddable[:, None],
+                                       features * tf.math.rsqrt(squared_norm)[:, None],
+                                       float("nan"))}
 
     def _embed_encoded(self, encoded_images):
         size, channels = self.preprocessing.image_size, self.preprocessing.channels
@@ -204,12 +219,20 @@ def exported_encoder_variables(export_dir: str) -> Tuple[Path, list]:
     return path, list(variables)
 
 
+def tflite_model(saved_model_dir: Path) -> bytes:
+    """The float signature of an export as a TensorFlow Lite flatbuffer."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        str(saved_model_dir), signature_keys=["serving_default"])
+    return converter.convert()
+
+
 def export_saved_model(encoder: keras.Model, export_dir: str, preprocessing: Preprocessing,
-                       version: Optional[int] = None) -> Path:
+                       version: Optional[int] = None, tflite: bool = False) -> Path:
     """Writes `export_dir/<version>` atomically and returns its path.
 
-    `preprocessing` is the evaluation preprocessing, with `channels` set.
-    Raises FileExistsError, writing nothing, if that version exists.
+    `preprocessing` is the evaluation preprocessing, with `channels` set;
+    `tflite` adds `model.tflite` (the float signature). Raises
+    FileExistsError, writing nothing, if that version exists.
     """
     if not preprocessing.channels:
         raise ValueError("export_saved_model: preprocessing.channels must be set "
@@ -237,6 +260,8 @@ def export_saved_model(encoder: keras.Model, export_dir: str, preprocessing: Pre
         contract = serving_contract(preprocessing, int(encoder.output_shape[-1]))
         (extra / CONTRACT_FILE).write_text(json.dumps(contract, indent=2))
         write_warmup_file(extra / WARMUP_FILE, warmup_requests(preprocessing))
+        if tflite:
+            (temporary / TFLITE_FILE).write_bytes(tflite_model(temporary))
         temporary.rename(final)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)

@@ -17,7 +17,7 @@ import tensorflow as tf
 from prism_tf import MemoryBank, PrismModel, PrismSelector, compat
 from prism_tf.data.pipeline import Preprocessing
 from prism_tf.encoders import small_cnn
-from prism_tf.export import (CONTRACT_FILE, WARMUP_FILE, export_saved_model,
+from prism_tf.export import (CONTRACT_FILE, TFLITE_FILE, WARMUP_FILE, export_saved_model,
                              preprocessing_from_contract)
 from tests import serving
 
@@ -164,6 +164,27 @@ def test_saved_model_cli_shows_both_signatures(exported):
     assert "signature_def['serving_default']" in result.stdout
     assert "signature_def['embed_encoded']" in result.stdout
     assert "(-1, 16, 16, 3)" in result.stdout and "embeddings" in result.stdout
+
+
+def test_the_tflite_model_embeds_as_the_float_signature(exported, images, tmp_path):
+    model, _, _ = exported
+    _, preprocessed, _ = images
+    path = export_saved_model(model.encoder, str(tmp_path / "models"), PRE, tflite=True)
+    interpreter = tf.lite.Interpreter(model_path=str(path / TFLITE_FILE))
+    embed = interpreter.get_signature_runner("serving_default")
+    expected = model.predict(preprocessed, verbose=0)
+    np.testing.assert_allclose(embed(images=preprocessed)["embeddings"], expected, atol=1e-5)
+    # The version still serves as TF Serving loads it, the extra file beside it.
+    with serving.tf1_loaded(path) as predict:
+        np.testing.assert_allclose(predict("serving_default", {"images": preprocessed}),
+                                   expected, atol=1e-5)
+    # TFLite drops Assert: a row the SavedModel refuses comes back as NaN,
+    # the others as they are.
+    broken = preprocessed.copy()
+    broken[0, 0, 0, 0], broken[1] = np.nan, 1e30
+    embeddings = embed(images=broken)["embeddings"]
+    assert np.isnan(embeddings[:2]).all()
+    np.testing.assert_allclose(embeddings[2], expected[2], atol=1e-5)
 
 
 def test_a_fresh_tf2_process_loads_it_too(exported, images, tmp_path):

@@ -102,8 +102,26 @@ def test_the_serving_recipe_runs_as_written(served):
 def test_every_python_snippet_is_run_by_a_test():
     # The serving snippet runs in test_the_serving_recipe_runs_as_written, the
     # own config in test_the_own_config_snippet_trains_from_any_folder, the
-    # "Use" snippets below; a new snippet must join one of them.
-    assert len(python_blocks(README)) == len(python_blocks(section("Use"))) + 2
+    # TFLite one in test_the_tflite_snippet_embeds_as_the_export, the "Use"
+    # snippets below; a new snippet must join one of them.
+    assert len(python_blocks(README)) == len(python_blocks(section("Use"))) + 3
+
+
+def test_the_tflite_snippet_embeds_as_the_export(tmp_path):
+    text = section("On devices: TensorFlow Lite")
+    [command] = shell_blocks(text)
+    assert command.split() == ["python", "-m", "pipelines.export", "--workdir=runs/default",
+                               "--export_dir=models/prism", "--tflite"]
+    encoder = small_cnn((32, 32, 3), 8)
+    export_saved_model(encoder, str(tmp_path / "models" / "prism"),
+                       Preprocessing(image_size=32, channels=3), tflite=True)
+    [snippet] = python_blocks(text)
+    script = snippet + "\nnp.save('images.npy', images); np.save('tflite.npy', embeddings)\n"
+    result = _bash(f"python - <<'EOF'\n{script}\nEOF", tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with serving.tf1_loaded(tmp_path / "models" / "prism" / "1") as predict:
+        expected = predict("serving_default", {"images": np.load(tmp_path / "images.npy")})
+    np.testing.assert_allclose(np.load(tmp_path / "tflite.npy"), expected, atol=1e-5)
 
 
 def test_the_own_config_snippet_trains_from_any_folder(tmp_path):

@@ -264,9 +264,10 @@ def test_every_config_has_the_shared_keys_and_passes_its_checks(name):
 def test_evaluate_checkpoint_and_exported_model_reproduce_the_run(finished_run, tmp_path):
     workdir, metrics = finished_run
     result = _run([sys.executable, "-m", "pipelines.export", f"--workdir={workdir}",
-                   f"--export_dir={tmp_path / 'models'}"])
+                   f"--export_dir={tmp_path / 'models'}", "--tflite"])
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "models" / "1" / "saved_model.pb").exists()
+    assert (tmp_path / "models" / "1" / "model.tflite").stat().st_size > 0
     from_checkpoint = evaluate(str(workdir))
     from_export = evaluate(str(workdir), saved_model=str(tmp_path / "models" / "1"))
     for name in ("precision_at_1", "recall_at_8", "r_precision", "map_at_r"):
