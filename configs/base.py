@@ -7,6 +7,8 @@ The returned config is locked: an unknown key is an error.
 
 import ml_collections
 
+from prism_tf import losses
+
 
 def base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -77,19 +79,10 @@ def base_config() -> ml_collections.ConfigDict:
                                # (False: the authors' sum over all rows)
     )
     # Each loss's arguments under its own name, so `--config.loss.name=...`
-    # and `--config.loss.<name>.margin=...` both work on the locked config.
-    config.loss = dict(
-        name="mcl",            # a key of prism_tf.losses.LOSSES or
-                               # prism_tf.proxy_losses.PROXY_LOSSES
-        mcl=dict(margin=0.5),
-        contrastive=dict(margin=0.5),
-        triplet_semihard=dict(margin=0.5),
-        triplet_hard=dict(margin=0.5),
-        lifted=dict(margin=0.5),
-        multi_similarity=dict(alpha=2.0, beta=50.0, base=0.5),
-        # Proxy losses (built with the classes and embedding_dim).
-        soft_triple=dict(centers_per_class=10, la=20.0, gamma=0.1, margin=0.01),
-        proxy_anchor=dict(alpha=32.0, margin=0.1),
-    )
+    # and `--config.loss.<name>.margin=...` both work on the locked config;
+    # their defaults are the constructors' (prism_tf.losses.defaults), built
+    # by prism_tf.losses.get.
+    config.loss = dict(name="mcl",   # a key of prism_tf.losses.LOSSES
+                       **{name: losses.defaults(name) for name in sorted(losses.LOSSES)})
     config.eval = dict(batch_size=256, recall_at=(1, 2, 4, 8))
     return config

@@ -27,6 +27,7 @@ def get_config():
     config.data.image_size = 64
     config.data.flip = False
     config.loss.name = "triplet_semihard"
+    config.loss.triplet_semihard.margin = 0.5   # the benchmark recipe's (TFA's default: 1.0)
     config.selector.noise_rate = 0.0   # no selection
     config.train.steps = 2000
     config.train.eval_every = 500

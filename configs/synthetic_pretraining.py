@@ -17,6 +17,7 @@ def get_config():
     config = base_config()
     config.data.name = "pretraining"
     config.loss.name = "triplet_semihard"
+    config.loss.triplet_semihard.margin = 0.5   # the benchmark recipe's (TFA's default: 1.0)
     config.selector.noise_rate = 0.0
     config.train.steps = 1000
     config.train.eval_every = 500

@@ -15,7 +15,6 @@ import numpy as np
 import tensorflow as tf
 
 from prism_tf import MemoryBank, PrismModel, PrismSelector, losses
-from prism_tf.proxy_losses import PROXY_LOSSES
 from prism_tf.selector import AUTO
 from prism_tf.data import ImageSplit
 from prism_tf.data.duplicates import without_repeats
@@ -82,7 +81,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         isinstance(k, int) and k >= 1 for k in config.eval.recall_at), "eval.recall_at",
         "integers >= 1, e.g. (1, 2, 4, 8)")
     need(config.train.batch_size > 0, "train.batch_size", "a positive batch size")
-    need(data.samples_per_class >= 2 or config.loss.name in PROXY_LOSSES,
+    need(data.samples_per_class >= 2 or not _compares_pairs(config.loss.name),
          "data.samples_per_class", "at least 2: the pair and triplet losses learn from two "
          "images of a class in a batch (one is enough for the proxy losses)")
     need(data.samples_per_class > 0
@@ -93,7 +92,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
          "scores)")
     need(config.memory.size >= config.train.batch_size, "memory.size",
          f"at least train.batch_size ({config.train.batch_size})")
-    loss_names = sorted({*losses.LOSSES, *PROXY_LOSSES})
+    loss_names = sorted(losses.LOSSES)
     need(config.loss.name in loss_names and config.loss.name in config.loss, "loss.name",
          f"one of {loss_names}, with its arguments under config.loss.<name>")
     need(0.0 < config.train.proxy_learning_rate <= 1.0, "train.proxy_learning_rate",
@@ -101,6 +100,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     model = config.model
     need(not (model.init_from and model.weights), "model.init_from",
          f"'' when model.weights is set ({model.weights!r}): start from one or the other")
+
+
+def _compares_pairs(loss_name: str) -> bool:
+    """Whether the loss learns from pairs of one class's images (a metric
+    loss; a proxy loss compares each image with its proxies)."""
+    return issubclass(losses.LOSSES.get(loss_name, losses.MetricLoss), losses.MetricLoss)
 
 
 def check_encoder_start(config: ml_collections.ConfigDict) -> None:
@@ -435,13 +440,11 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, channels: i
     if start and start.variables is not None:
         copy_encoder_weights(start.variables, encoder,
                              f"model.init_from={config.model.init_from!r}")
-    loss_arguments = config.loss[config.loss.name]
-    if config.loss.name in PROXY_LOSSES:
-        batch_loss = PROXY_LOSSES[config.loss.name](
-            num_classes, config.model.embedding_dim, **loss_arguments)
-        proxy_optimizer = _adam(config.train.proxy_learning_rate, config.train.steps)
-    else:
-        batch_loss, proxy_optimizer = losses.LOSSES[config.loss.name](**loss_arguments), None
+    batch_loss = losses.get(config.loss.name, **config.loss[config.loss.name],
+                            num_classes=num_classes, embedding_dim=config.model.embedding_dim)
+    # A loss with weights of its own (proxies) learns them on their own optimizer.
+    proxy_optimizer = (_adam(config.train.proxy_learning_rate, config.train.steps)
+                       if getattr(batch_loss, "trainable_variables", None) else None)
     model = PrismModel(
         encoder,
         MemoryBank(config.memory.size, config.model.embedding_dim, num_classes),

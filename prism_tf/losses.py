@@ -17,6 +17,8 @@ shape; that is how PRISM drops noisy samples under XLA.
 """
 
 import dataclasses
+import inspect
+from typing import Dict
 
 import keras
 import tensorflow as tf
@@ -320,7 +322,8 @@ class MultiSimilarityLoss(MetricLoss):
                 "base": self.base}
 
 
-# The losses by the names configs use.
+# Every batch loss by the name configs use; `prism_tf.proxy_losses` adds its
+# own when imported (`prism_tf` always imports it).
 LOSSES = {
     "mcl": MemoryContrastiveLoss,
     "contrastive": ContrastiveLoss,
@@ -329,3 +332,43 @@ LOSSES = {
     "lifted": LiftedStructLoss,
     "multi_similarity": MultiSimilarityLoss,
 }
+# What only the model builder knows; a loss takes those its constructor names.
+RUN_TIME_ARGUMENTS = ("num_classes", "embedding_dim")
+_NOT_CONFIGURED = ("self", "name", "reduction", "kwargs") + RUN_TIME_ARGUMENTS
+
+
+def defaults(name: str) -> Dict[str, object]:
+    """The configurable arguments of loss `name` with their defaults, read
+    from its constructor: what `config.loss.<name>` starts from, so the two
+    cannot disagree.
+
+    >>> defaults("triplet_semihard")
+    {'margin': 1.0, 'distance': 'L2'}
+    >>> defaults("proxy_anchor")
+    {'alpha': 32.0, 'margin': 0.1}
+    """
+    return {parameter.name: parameter.default
+            for parameter in inspect.signature(_registered(name).__init__).parameters.values()
+            if parameter.name not in _NOT_CONFIGURED and parameter.default is not parameter.empty}
+
+
+def get(name: str, **arguments):
+    """The loss registered as `name`, built from `arguments`: its configured
+    ones, and of the run-time ones (`RUN_TIME_ARGUMENTS`) those its
+    constructor takes (a pair loss needs neither class count nor width).
+
+    >>> get("mcl", margin=0.4, num_classes=10, embedding_dim=64).margin
+    0.4
+    >>> get("proxy_anchor", num_classes=10, embedding_dim=64).num_classes
+    10
+    """
+    loss = _registered(name)
+    takes = inspect.signature(loss.__init__).parameters
+    return loss(**{key: value for key, value in arguments.items()
+                   if key not in RUN_TIME_ARGUMENTS or key in takes})
+
+
+def _registered(name: str) -> type:
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; registered: {sorted(LOSSES)}")
+    return LOSSES[name]

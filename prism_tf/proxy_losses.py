@@ -28,7 +28,7 @@ import keras
 import tensorflow as tf
 
 from prism_tf import compat
-from prism_tf.losses import weighted_logsumexp, weighted_mean
+from prism_tf.losses import LOSSES, weighted_logsumexp, weighted_mean
 from prism_tf.memory_bank import check_embeddings, check_labels
 
 
@@ -195,6 +195,8 @@ class ProxyAnchorLoss(ProxyLoss):
         return config
 
 
-# The proxy losses by the names configs use; built with (num_classes,
-# embedding_dim, **config.loss.<name>).
+# The proxy losses by the names configs use, in the one registry
+# `prism_tf.losses.get` builds from (it gives them num_classes and
+# embedding_dim).
 PROXY_LOSSES = {"soft_triple": SoftTripleLoss, "proxy_anchor": ProxyAnchorLoss}
+LOSSES.update(PROXY_LOSSES)

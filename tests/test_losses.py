@@ -123,3 +123,17 @@ def test_keras_compile_accepts_the_losses():
 def test_call_is_the_unweighted_loss(name):
     loss, x = CASES[name][0], _embeddings()
     assert float(loss.call(LABELS, x)) == pytest.approx(float(loss(LABELS, x)), rel=1e-6)
+
+
+def test_the_config_defaults_are_the_constructors_and_get_builds_every_loss():
+    from configs import default
+
+    config = default.get_config()
+    for name, loss_class in losses.LOSSES.items():
+        assert config.loss[name].to_dict() == losses.defaults(name), name
+        loss = losses.get(name, **config.loss[name], num_classes=3, embedding_dim=4)
+        assert type(loss) is loss_class
+        for argument, value in losses.defaults(name).items():
+            assert loss.get_config()[argument] == value, (name, argument)
+    with pytest.raises(ValueError, match="unknown loss 'arcface'; registered: "):
+        losses.get("arcface")
