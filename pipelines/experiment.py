@@ -373,6 +373,18 @@ def distribution_strategy(name: str, connect_timeout_s: float = 300.0) -> tf.dis
     return _strategy(name, connect_timeout_s if name == "multi_worker" else None)
 
 
+def check_batch_splits(config: ml_collections.ConfigDict,
+                       strategy: tf.distribute.Strategy) -> None:
+    """Raises `ConfigError` unless `train.batch_size` splits evenly across
+    the strategy's replicas (each takes an equal share of the global batch)."""
+    replicas = strategy.num_replicas_in_sync
+    if config.train.batch_size % replicas:
+        raise ConfigError(
+            f"config.train.batch_size = {config.train.batch_size}: expected a multiple of "
+            f"the {replicas} replicas of train.strategy = {config.train.strategy!r} (the "
+            "global batch is split evenly across them)")
+
+
 @functools.lru_cache(maxsize=None)
 def _strategy(name: str, connect_timeout_s: Optional[float]) -> tf.distribute.Strategy:
     """`distribution_strategy`, one per name (the timeout only counts for

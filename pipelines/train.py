@@ -73,12 +73,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> 
     # First: MultiWorkerMirroredStrategy must exist before any other TF op.
     strategy = experiment.distribution_strategy(config.train.strategy,
                                                config.train.connect_timeout_s)
-    replicas = strategy.num_replicas_in_sync
-    if config.train.batch_size % replicas:
-        raise experiment.ConfigError(
-            f"config.train.batch_size = {config.train.batch_size}: expected a multiple of "
-            f"the {replicas} replicas of train.strategy = {config.train.strategy!r} (the "
-            "global batch is split evenly across them)")
+    experiment.check_batch_splits(config, strategy)
     # Every worker of a multi-worker run trains and saves checkpoints; the
     # chief writes the workdir, each other worker a scratch folder of its own,
     # deleted at the end.
@@ -173,7 +168,7 @@ def _train(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
     callbacks = [evaluation, StepTensorBoard(log_dir), CheckpointAtEpochEnd(manager)]
     shown_test = fixed_sample(test_split, 512, preprocessing, config.data.seed)
     callbacks.append(RetrievalExamples(shown_test[0], shown_test[1], log_dir))
-    if config.selector.noise_rate:
+    if model.selector is not None:
         images, labels, is_noisy = fixed_sample(train_split, 512, preprocessing,
                                                 config.data.seed)
         callbacks.append(CleanProbabilityMonitor(
