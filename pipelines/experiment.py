@@ -613,8 +613,8 @@ def embedder(workdir: str, saved_model: Optional[str] = None
                 lambda images: signature(images=images)["embeddings"])
     strategy = distribution_strategy(evaluation_strategy(workdir))
     with strategy.scope():
-        config, preprocessing, model = restore_run(workdir)
-    return (config, preprocessing,
+        config, run_preprocessing, model = restore_run(workdir)
+    return (config, run_preprocessing,
             embed_on_replicas(strategy, lambda images: model(images, training=False)))
 
 
