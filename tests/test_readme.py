@@ -2,7 +2,6 @@
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,27 +14,15 @@ from prism_tf import MemoryBank, PrismModel, PrismSelector
 from prism_tf.data.pipeline import Preprocessing
 from prism_tf.encoders import small_cnn
 from prism_tf.export import export_saved_model
-from tests import serving
+from tests import markdown, serving
+from tests.markdown import python_blocks, shell_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 
 def section(title: str) -> str:
-    start = README.index(f"## {title}\n")
-    end = README.find("\n## ", start + 1)
-    return README[start:end if end >= 0 else None]
-
-
-def shell_blocks(text: str):
-    """The indented (4-space) code blocks of a Markdown text, outside fences."""
-    text = re.sub(r"```.*?```", "", text, flags=re.S)
-    return [re.sub(r"^    ", "", block, flags=re.M)
-            for block in re.findall(r"(?:^    .*\n)+", text, flags=re.M)]
-
-
-def python_blocks(text: str):
-    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    return markdown.section(README, title)
 
 
 @pytest.fixture
