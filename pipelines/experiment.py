@@ -373,18 +373,6 @@ def distribution_strategy(name: str, connect_timeout_s: float = 300.0) -> tf.dis
     return _strategy(name, connect_timeout_s if name == "multi_worker" else None)
 
 
-def check_batch_splits(config: ml_collections.ConfigDict,
-                       strategy: tf.distribute.Strategy) -> None:
-    """Raises `ConfigError` unless `train.batch_size` splits evenly across
-    the strategy's replicas (each takes an equal share of the global batch)."""
-    replicas = strategy.num_replicas_in_sync
-    if config.train.batch_size % replicas:
-        raise ConfigError(
-            f"config.train.batch_size = {config.train.batch_size}: expected a multiple of "
-            f"the {replicas} replicas of train.strategy = {config.train.strategy!r} (the "
-            "global batch is split evenly across them)")
-
-
 @functools.lru_cache(maxsize=None)
 def _strategy(name: str, connect_timeout_s: Optional[float]) -> tf.distribute.Strategy:
     """`distribution_strategy`, one per name (the timeout only counts for
@@ -395,6 +383,18 @@ def _strategy(name: str, connect_timeout_s: Optional[float]) -> tf.distribute.St
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([device.name for device in devices])
     return tf.distribute.get_strategy()
+
+
+def check_batch_splits(config: ml_collections.ConfigDict,
+                       strategy: tf.distribute.Strategy) -> None:
+    """Raises `ConfigError` unless `train.batch_size` splits evenly across
+    the strategy's replicas (each takes an equal share of the global batch)."""
+    replicas = strategy.num_replicas_in_sync
+    if config.train.batch_size % replicas:
+        raise ConfigError(
+            f"config.train.batch_size = {config.train.batch_size}: expected a multiple of "
+            f"the {replicas} replicas of train.strategy = {config.train.strategy!r} (the "
+            "global batch is split evenly across them)")
 
 
 def build_selector(config: ml_collections.ConfigDict) -> Optional[PrismSelector]:
@@ -476,7 +476,7 @@ def _adam(learning_rate: float, steps: int) -> keras.optimizers.Optimizer:
         keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps))
 
 
-def encoder_variables_of(path: str) -> Tuple[list, Dict[str, int]]:
+def encoder_variables_of(path: str) -> Tuple[list, Dict[str, object]]:
     """The encoder variables of a training workdir's latest checkpoint, or of
     an export folder (`prism_tf.export`; its newest version), and which one
     they are (`{"step": N}`, or `{"export": VERSION_FOLDER}`)."""

@@ -18,7 +18,7 @@ TensorFlow does.
 
 import re
 import signal
-from typing import List
+from typing import List, Optional
 
 import tensorflow as tf
 # Private, and the only way in: the coordination service's config is not
@@ -71,8 +71,7 @@ def lost_worker_error(error: tf.errors.OpError, resume_from: str) -> ClusterErro
     # TensorFlow says why after "aborted by:", naming the lost task there
     # (a reset connection's remote target, or the tasks without heartbeats).
     cause = error.message.partition("aborted by:")[2] or error.message
-    lost = [task for task in _tasks(cause, resolver.cluster_spec())
-            if not task.startswith(me + " ")]
+    lost = _tasks(cause, resolver.cluster_spec(), leave_out=resolver)
     seen = cause.strip().split("\n")[0].rstrip(":")
     return ClusterError(
         f"train.strategy=multi_worker ({me}): {', '.join(lost) or 'another worker'} stopped "
@@ -99,12 +98,17 @@ def _missing_workers(message: str, cluster: tf.train.ClusterSpec,
             "timeout)")
 
 
-def _tasks(text: str, cluster: tf.train.ClusterSpec) -> List[str]:
-    """`job index (address)` of each task named in `text`, in order, once.
+def _tasks(text: str, cluster: tf.train.ClusterSpec,
+           leave_out: Optional[tf.distribute.cluster_resolver.ClusterResolver] = None
+           ) -> List[str]:
+    """`job index (address)` of each task named in `text`, in order, once;
+    without the task `leave_out` resolves to (this worker).
 
     >>> cluster = tf.train.ClusterSpec({"worker": ["a:1", "b:2"]})
     >>> _tasks("/job:worker/replica:0/task:1 /job:worker/replica:0/task:1", cluster)
     ['worker 1 (b:2)']
     """
-    named = dict.fromkeys(_TASK.findall(text))
-    return [f"{job} {index} ({cluster.task_address(job, int(index))})" for job, index in named]
+    named = dict.fromkeys((job, int(index)) for job, index in _TASK.findall(text))
+    if leave_out is not None:
+        named.pop((leave_out.task_type, leave_out.task_id), None)
+    return [f"{job} {index} ({cluster.task_address(job, index)})" for job, index in named]
