@@ -16,14 +16,24 @@ there first, or point `--config.model.init_from` at such a run); the
 memory is on from step 0 and the window is 30, as in the authors' CARS-98N
 recipe, at Adam 3e-4 with the cosine schedule (their 3e-5 is for a
 BN-Inception; the small CNN barely moves at it).
+
+`hard`: the from-scratch recipe on one of the hard sets, read as a user's
+CSV lists (write them with `python -m pipelines.benchmarks.hard_sets
+--root=runs/hard-sets`; `--config.data.data_dir` picks the set and half,
+the fine family's tuning half by default). Grey images, and crops of at
+least 60% of the image: a smaller crop would rescale the texture whose
+frequency tells the fine classes apart. Grey PNGs decode to 3 equal channels,
+as every image file does.
 """
 
 import ml_collections
 
 from prism_tf.configs import default, fashion_mnist
 
-DATASETS = {"synthetic": default, "fashion_mnist": fashion_mnist, "pretrained": default}
+DATASETS = {"synthetic": default, "fashion_mnist": fashion_mnist, "pretrained": default,
+            "hard": default}
 PRETRAINED_RUN = "runs/synthetic-pretraining"
+HARD_SET = "runs/hard-sets/fine-tuning"
 
 
 def get_config(dataset: str = "synthetic") -> ml_collections.ConfigDict:
@@ -45,4 +55,9 @@ def get_config(dataset: str = "synthetic") -> ml_collections.ConfigDict:
         config.model.init_from = PRETRAINED_RUN
         config.memory.start_step = 0
         config.selector.window_size = 30
+    if dataset == "hard":
+        config.data.source, config.data.data_dir = "csv", HARD_SET
+        config.data.train_list, config.data.test_list = "train.csv", "test.csv"
+        config.data.mean, config.data.std = (0.5,) * 3, (0.25,) * 3   # files decode to RGB
+        config.data.crop_scale = (0.6, 1.0)
     return config

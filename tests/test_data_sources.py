@@ -54,6 +54,16 @@ def test_the_pretraining_family_fixes_shape_and_texture_not_colour():
         make_synthetic_images(10, 2, 16, 0, "cars")
 
 
+def test_the_fine_family_is_grey_and_its_classes_differ_by_texture_frequency():
+    from prism_tf.data.synthetic import family_size
+    images, labels = make_synthetic_images(24, 10, 16, 0, "fine")
+    assert images.shape == (240, 16, 16, 1) and family_size("fine") == 320
+    # Every class has a patterned texture, and classes share shapes and textures.
+    objects = make_synthetic_images(24, 10, 16, 0)
+    assert (_nearest_class_mean_accuracy(images, labels, 24)
+            < _nearest_class_mean_accuracy(*objects, 24))
+
+
 def test_the_synthetic_pretraining_source_is_evaluated_where_fine_tuning_ends():
     from prism_tf.data import load_source
     train, test = load_source("synthetic", name="pretraining", seed=1, image_size=16)

@@ -51,7 +51,9 @@ _TEXTURE_TESTS = {   # f: the texture's frequency
 _FREQUENCY = 4.0   # of every "objects" texture
 # "pretraining" textures: band b spans [2.5 + 0.5 b, 2.75 + 0.5 b); 4.0 is in band 3.
 _FREQUENCY_BANDS = 5
-FAMILIES = ("objects", "pretraining")
+# "fine" textures: band b spans [2.0 + 0.35 b, 2.15 + 0.35 b), b < 10.
+_FINE_BANDS = 10
+FAMILIES = ("objects", "pretraining", "fine")
 
 
 def _per_image(kind: np.ndarray, names, tests, x: np.ndarray, y: np.ndarray,
@@ -72,16 +74,19 @@ def _class_designs(family: str) -> list:
         return [(s, t, a, b) for s, t, a, b in itertools.product(
             range(len(SHAPES)), range(len(TEXTURES)), range(len(HUES)), range(len(HUES)))
             if a != b]
-    # pretraining: (shape, texture, frequency band); the hues vary per image
-    return list(itertools.product(range(len(SHAPES)), range(len(TEXTURES)),
-                                  range(_FREQUENCY_BANDS)))
+    if family == "pretraining":   # (shape, texture, frequency band); hues vary per image
+        return list(itertools.product(range(len(SHAPES)), range(len(TEXTURES)),
+                                      range(_FREQUENCY_BANDS)))
+    # fine: (shape, texture, frequency band), grey; "plain" has no frequency to vary
+    return list(itertools.product(range(len(SHAPES)), range(1, len(TEXTURES)),
+                                  range(_FINE_BANDS)))
 
 
 def family_size(family: str) -> int:
     """How many distinct classes a family has.
 
     >>> [family_size(family) for family in FAMILIES]
-    [2880, 200]
+    [2880, 200, 320]
     """
     if family not in FAMILIES:
         raise ValueError(f"synthetic data: family must be one of {FAMILIES}; got {family!r}")
@@ -100,9 +105,15 @@ def make_synthetic_images(num_classes: int = 200, images_per_class: int = 40,
       learns shapes and textures and to ignore colour, so on "objects"
       classes, which colour tells apart, it starts well and gains a lot
       from fine-tuning: ImageNet features on cars, in miniature.
+    - "fine": shape, a patterned texture and one of 10 narrow bands of its
+      frequency, in shades of grey of each image's own (320 classes). Classes
+      that differ only by a band look alike: a fine-grained set on which a
+      small CNN trained from scratch stays weak (docs/BENCHMARKS.md, "Hard
+      sets").
 
     Returns (read-only arrays, cached: the train and test halves share one draw):
-      images: uint8 [num_classes * images_per_class, size, size, 3].
+      images: uint8 [num_classes * images_per_class, size, size, 3] (1 channel
+        for "fine").
       labels: int32 [N], class of each image, grouped by class.
     """
     combinations = family_size(family)
@@ -120,11 +131,18 @@ def make_synthetic_images(num_classes: int = 200, images_per_class: int = 40,
     if family == "objects":
         shape, texture, hue_a, hue_b = design[labels].T
         frequency = np.full(n, _FREQUENCY)
-    else:
+    elif family == "pretraining":
         shape, texture, band = design[labels].T
         frequency = 2.5 + 0.5 * band + rng.uniform(0.0, 0.25, n)
+    else:
+        shape, texture, band = design[labels].T
+        frequency = 2.0 + 0.35 * band + rng.uniform(0.0, 0.15, n)
+    if family != "objects":
         hue_a = rng.integers(0, len(HUES), n)
         hue_b = (hue_a + rng.integers(1, len(HUES), n)) % len(HUES)
+    saturation = 0.0 if family == "fine" else 0.85
+    # Grey has only brightness to tell the texture's two colours apart.
+    contrast = rng.uniform(0.35, 0.65, n) if family == "fine" else np.ones(n)
 
     # Pose of each image: the object's own frame from pixel coordinates.
     grid = np.linspace(-1.0, 1.0, image_size)
@@ -139,13 +157,18 @@ def make_synthetic_images(num_classes: int = 200, images_per_class: int = 40,
     inside = _per_image(shape, SHAPES, _SHAPE_TESTS, x, y)
     second = _per_image(texture, TEXTURES, _TEXTURE_TESTS, x, y, frequency[:, None, None])
     brightness = rng.uniform(0.7, 1.0, n)
-    colour_a = _hsv_to_rgb(HUES[hue_a] + rng.normal(0, 0.02, n), np.full(n, 0.85), brightness)
-    colour_b = _hsv_to_rgb(HUES[hue_b] + rng.normal(0, 0.02, n), np.full(n, 0.85), brightness)
-    background = _hsv_to_rgb(rng.uniform(0, 1, n), rng.uniform(0, 0.25, n),
+    colour_a = _hsv_to_rgb(HUES[hue_a] + rng.normal(0, 0.02, n), np.full(n, saturation),
+                           brightness)
+    colour_b = _hsv_to_rgb(HUES[hue_b] + rng.normal(0, 0.02, n), np.full(n, saturation),
+                           brightness * contrast)
+    background = _hsv_to_rgb(rng.uniform(0, 1, n),
+                             rng.uniform(0, 0.25, n) * (saturation > 0),
                              rng.uniform(0.1, 0.5, n))
     foreground = np.where(second[..., None], colour_b[:, None, None], colour_a[:, None, None])
     image = np.where(inside[..., None], foreground, background[:, None, None])
     image = image + rng.normal(0, 0.04, image.shape)
+    if family == "fine":
+        image = image.mean(-1, keepdims=True)
     images = (np.clip(image, 0, 1) * 255).astype(np.uint8)
     labels = labels.astype(np.int32)
     images.flags.writeable = labels.flags.writeable = False
