@@ -69,6 +69,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
          "selector.noise_rate", f"a rate in [0, 1) (0: no selection) or {AUTO!r}")
     need(0.0 < config.selector.max_noise_estimate <= 1.0, "selector.max_noise_estimate",
          "a share in (0, 1] (1: no guard)")
+    need(0.5 <= config.selector.min_separability <= 1.0, "selector.min_separability",
+         "a value in [0.5, 1] (0.5: no such guard)")
     need(config.train.steps > 0, "train.steps", "a positive number of steps")
     need(config.train.strategy in STRATEGIES, "train.strategy", f"one of {STRATEGIES}")
     need(config.train.connect_timeout_s > 0, "train.connect_timeout_s",

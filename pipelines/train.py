@@ -194,7 +194,8 @@ def _train(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
     # From the checkpoint, so a run resumed after its last checkpoint reports
     # the same training figures as one that was never interrupted.
     last_epoch = json.loads(manager.checkpoint.epoch_logs.numpy().decode() or "{}")
-    for name in ("kept_purity", "noise_recall", "kept_fraction", "noise_estimate"):
+    for name in ("kept_purity", "noise_recall", "kept_fraction", "noise_estimate",
+                 "separability"):
         if name in last_epoch:
             metrics[name] = last_epoch[name]
     history = json.loads(manager.checkpoint.precision_at_1_history.numpy().decode() or "[]")

@@ -18,7 +18,7 @@ LossLike = Union[MetricLoss, ProxyLoss, Callable[[tf.Tensor, tf.Tensor], tf.Tens
 _WEIGHTED_LOSSES = (MetricLoss, ProxyLoss)
 
 _TRACKED = ("loss", "batch_loss", "memory_loss", "kept_fraction", "threshold",
-            "noise_estimate")
+            "noise_estimate", "separability")
 # Why a step was refused (bits of `PrismModel.failure`'s reason).
 _NON_FINITE, _LABEL_RANGE, _BATCH_TOO_LARGE = 1, 2, 4
 _REASONS = {

@@ -53,8 +53,9 @@ class CleanProbabilityMonitor(keras.callbacks.Callback):
     """At every epoch end, scores a fixed set of training samples against the memory.
 
     Writes a histogram of their clean probabilities (split by ground truth
-    when known: `is_noisy` not None) and a grid of the samples most often
-    below the selector's current threshold so far, framed by the ground
+    when known: `is_noisy` not None) and a grid of the samples the
+    selector's current rule (its threshold; `select_by_rank` for
+    `noise_rate="auto"`) has rejected most often so far, framed by the ground
     truth when known. Reads the memory; changes nothing.
     """
 
@@ -70,14 +71,14 @@ class CleanProbabilityMonitor(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         model = self.model
         z = embed(model, self.images)
-        p_clean = model.label_scores(z, self.labels)[0].numpy()
-        if int(model.selector.window_count.numpy()):
-            threshold = float(model.selector.window_mean())
+        p_clean, label_rank = (t.numpy() for t in model.label_scores(z, self.labels))
+        if model.selector.noise_rate == AUTO:   # auto's own rule, by label rank
+            rejected = ~model.selector.select_by_rank(label_rank)[0].numpy()
+        elif int(model.selector.window_count.numpy()):
+            rejected = p_clean <= float(model.selector.window_mean())
         else:  # no threshold yet: what plain top-R would remove
-            rate = model.selector.noise_rate
-            threshold = np.quantile(p_clean, float(model.selector.noise_estimate())
-                                    if rate == AUTO else rate)
-        self.rejections += p_clean <= threshold
+            rejected = p_clean <= np.quantile(p_clean, model.selector.noise_rate)
+        self.rejections += rejected
         order = np.argsort(-self.rejections, kind="stable")[:self.shown]
         step = int(model.optimizer.iterations.numpy())
         with self.writer.as_default(step=step):

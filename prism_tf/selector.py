@@ -10,6 +10,19 @@ from prism_tf.memory_bank import MemoryBank, check_labels
 from prism_tf.scoring import SCORINGS
 
 AUTO = "auto"
+RANK_BINS = 8      # label ranks [0, 1] in bins of 1/8; the lowest holds rank 0
+TAIL_CUTS = (4, 5, 6)   # Storey's tail cuts tried: ranks above 1/2, 5/8, 3/4
+
+
+def _rank_bin(label_rank: tf.Tensor) -> tf.Tensor:
+    """Bin b holds ranks in (b / RANK_BINS, (b + 1) / RANK_BINS], bin 0 also 0."""
+    return tf.clip_by_value(tf.cast(tf.math.ceil(label_rank * RANK_BINS), tf.int32) - 1,
+                            0, RANK_BINS - 1)
+
+
+def _pushed_row(window: tf.Tensor, row: tf.Tensor, add: tf.Tensor) -> tf.Tensor:
+    """`window` with `row` as its newest (last) entry where `add`, else as it is."""
+    return tf.where(add, tf.concat([window[1:], row[None]], 0), window)
 
 
 @compat.register_serializable(package="prism_tf")
@@ -33,24 +46,32 @@ class PrismSelector(keras.layers.Layer):
 
     The noise estimate (not in the paper; it drives `noise_rate="auto"` and
     the guard). `label_rank` u in [0, 1] is the share of the other classes in
-    memory that the sample's centre logits rank above its own label: about 0
-    for a clean label the memory recognises, and uniform, as a p-value under
-    its null, for a label drawn at random among the wrong classes. So the
-    share of wrong labels is estimated as Storey's null proportion,
-    R = share(u > 1/2) / P(u > 1/2 | wrong label), where the denominator is
-    exact for C classes in memory if the true class ranks first (1/2 for
-    many classes, 5/9 for 10). Clean samples that the memory misranks push
-    the estimate up, so it is an upper bound, tight when the memory tells
-    the classes apart, and 1 when it cannot (every label then looks random).
-    Per-batch estimates are averaged over the last `window_size` batches.
+    memory that the sample's centre logits rank above its own label: low for
+    a clean label, and uniform, as a p-value under its null, for a label
+    drawn at random among the wrong classes, however weak the encoder. The
+    ranks of the last `window_size` scored batches are counted in
+    `RANK_BINS` bins; the share of wrong labels is the level of their flat
+    upper tail (Storey's null proportion, at the tail cut among `TAIL_CUTS`
+    that bounds it tightest; `_rank_mixture`). Clean samples that the memory
+    misranks can only push it up, so it is an upper bound, tight when the
+    memory tells the classes apart, and 1 when it cannot. `separability`
+    (1 - the mean label rank) is a ground-truth-free signal of how well the
+    memory can judge labels at all.
 
     The guard: while that estimate is above `max_noise_estimate`, the memory
     cannot tell a labelled class from a random one (early training, a weak
     encoder, or more wrong labels than PRISM handles), its ranking would
     drop samples at random, and every sample is kept (no threshold enters
-    the window). `noise_rate="auto"` drops the estimated share once
-    `window_size` batches have been scored (the batch that completes the
-    window is the first to select); before that every sample is kept.
+    the window).
+
+    `noise_rate="auto"` (`select_by_rank`; not in the paper) drops a sample
+    where its label rank is more likely a wrong label's than a clean one's
+    (the rank mixture's posterior above 1/2), once `window_size` batches
+    have been scored. Where the encoder is weak, clean ranks spread over the
+    low and middle ranks, the posterior there stays low, and those samples
+    are kept: dropping a share equal to the estimate, as an earlier version
+    did, dropped hard clean samples and cost 3 P@1 with clean labels
+    (docs/BENCHMARKS.md, "Hard sets").
 
     Args:
       noise_rate: expected share of wrong labels R, in [0, 1), or "auto".
@@ -65,6 +86,8 @@ class PrismSelector(keras.layers.Layer):
         classes; `attach` hands the loss over, as `PrismModel` does).
       max_noise_estimate: the guard's limit, in (0, 1]; 1 turns it off (the
         authors' selector).
+      min_separability: `noise_rate="auto"` keeps every sample while
+        `separability()` is below it, in [0.5, 1]; 0.5 turns it off.
 
     Example:
 
@@ -73,12 +96,13 @@ class PrismSelector(keras.layers.Layer):
     >>> selector = PrismSelector(noise_rate=0.5, window_size=5)
     >>> weights, logs = selector([[1., 0.], [1., 0.]], [0, 1], bank)
     >>> weights.numpy().tolist(), sorted(logs)
-    ([1.0, 0.0], ['noise_estimate', 'threshold'])
+    ([1.0, 0.0], ['noise_estimate', 'separability', 'threshold'])
     """
 
     def __init__(self, noise_rate: Union[float, str], window_size: int = 30,
                  temperature: float = 1.0, scoring: str = "centers",
-                 max_noise_estimate: float = 0.7, **kwargs):
+                 max_noise_estimate: float = 0.7, min_separability: float = 0.7,
+                 **kwargs):
         if noise_rate != AUTO and not (isinstance(noise_rate, (int, float))
                                        and 0.0 <= noise_rate < 1.0):
             raise ValueError(f"PrismSelector: noise_rate must be in [0, 1) or "
@@ -86,6 +110,9 @@ class PrismSelector(keras.layers.Layer):
         if not 0.0 < max_noise_estimate <= 1.0:
             raise ValueError(f"PrismSelector: max_noise_estimate must be in (0, 1]; "
                              f"got {max_noise_estimate!r}")
+        if not 0.5 <= min_separability <= 1.0:
+            raise ValueError(f"PrismSelector: min_separability must be in [0.5, 1]; "
+                             f"got {min_separability!r}")
         if not isinstance(window_size, int) or window_size < 1:
             raise ValueError(
                 f"PrismSelector: window_size must be a positive integer; "
@@ -106,11 +133,19 @@ class PrismSelector(keras.layers.Layer):
         # A plain object, not tracked: what it holds (a proxy loss) is the model's.
         self._scoring = SCORINGS[scoring]()
         self.max_noise_estimate = float(max_noise_estimate)
-        self._estimates = self.add_weight(
-            name="noise_estimates", shape=(window_size,), initializer="zeros",
+        self.min_separability = float(min_separability)
+        # Per scored batch, newest last: how many label ranks fall in each of
+        # RANK_BINS bins, how many a wrong label would put there, and their sum.
+        self._rank_counts = self.add_weight(
+            name="rank_counts", shape=(window_size, RANK_BINS), initializer="zeros",
             trainable=False)
-        self._estimate_count = self.add_weight(
-            name="noise_estimate_count", shape=(), dtype="int32", initializer="zeros",
+        self._wrong_counts = self.add_weight(
+            name="wrong_label_counts", shape=(window_size, RANK_BINS), initializer="zeros",
+            trainable=False)
+        self._rank_sums = self.add_weight(
+            name="rank_sums", shape=(window_size,), initializer="zeros", trainable=False)
+        self._scored_batches = self.add_weight(
+            name="scored_batches", shape=(), dtype="int32", initializer="zeros",
             trainable=False)
         # Newest threshold last; only the last `window_count` entries count.
         self._window = self.add_weight(
@@ -142,7 +177,7 @@ class PrismSelector(keras.layers.Layer):
                  gather: Callable[[tf.Tensor], tf.Tensor] = tf.identity,
                  active=True, advance=True) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
         """Scores, observes and selects one batch: (weights float32 [B'],
-        logs {"threshold", "noise_estimate"}).
+        logs {"threshold", "noise_estimate", "separability"}).
 
         The weights are 0/1 (a 0 drops a sample without changing shapes).
         `gather` maps a replica's per-sample values to the global batch's
@@ -157,15 +192,19 @@ class PrismSelector(keras.layers.Layer):
 
         def select():
             self.observe(label_rank, bank, advance)
-            keep, threshold = self.select(p_clean, advance)
+            keep, threshold = (self.select_by_rank(label_rank) if self.noise_rate == AUTO
+                               else self.select(p_clean, advance))
             # Read here, after the update: under XLA a read after the tf.cond
             # may see the window as it was before it.
-            return tf.cast(keep, tf.float32), threshold, self.noise_estimate()
+            return (tf.cast(keep, tf.float32), threshold, self.noise_estimate(),
+                    self.separability())
 
-        weights, threshold, estimate = tf.cond(
+        weights, threshold, estimate, separability = tf.cond(
             tf.convert_to_tensor(active), select,
-            lambda: (tf.ones_like(p_clean), tf.constant(0.0), self.noise_estimate()))
-        return weights, {"threshold": threshold, "noise_estimate": estimate}
+            lambda: (tf.ones_like(p_clean), tf.constant(0.0), self.noise_estimate(),
+                     self.separability()))
+        return weights, {"threshold": threshold, "noise_estimate": estimate,
+                         "separability": separability}
 
     def clean_probability(self, embeddings, labels, bank: MemoryBank) -> tf.Tensor:
         """P(label is clean) for each sample [B], from the memory as it is now."""
@@ -202,30 +241,106 @@ class PrismSelector(keras.layers.Layer):
                 tf.where(ranked, label_rank, -1.0))
 
     def noise_estimate(self) -> tf.Tensor:
-        """Mean of the windowed per-batch estimates of the wrong-label share
-        (1 while there is none: nothing is known yet)."""
-        return tf.where(self._estimate_count > 0,
-                        self._mean_of_newest(self._estimates, self._estimate_count), 1.0)
+        """The estimated share of wrong labels over the last `window_size`
+        scored batches (1 while none has been scored: nothing is known yet)."""
+        return self._rank_mixture()[0]
+
+    def separability(self) -> tf.Tensor:
+        """How well the memory tells the given labels apart from others,
+        from the ranks alone: the chance that a label drawn at random among
+        the other classes ranks below the given one (1 - the mean label
+        rank). 1 when every label ranks first, 1/2 when the ranks are random
+        (and while nothing is known). A lower bound of the ROC AUC of clean
+        against wrong labels' ranks; 3/4 for a memory that ranks every clean
+        label first under 50% symmetric noise."""
+        return self._rank_mixture()[2]
 
     def observe(self, label_rank, bank: MemoryBank, advance=True) -> tf.Tensor:
-        """Adds one batch's estimate of the wrong-label share to the window
-        (if `advance` and the batch has ranked samples); returns it (-1 if none)."""
+        """Adds one batch's label ranks to the window (if `advance` and the
+        batch has ranked samples); returns the batch's count of them."""
         label_rank = tf.reshape(tf.cast(label_rank, tf.float32), [-1])
         ranked = label_rank >= 0.0
         count = tf.reduce_sum(tf.cast(ranked, tf.float32))
-        high = tf.reduce_sum(tf.cast(ranked & (label_rank > 0.5), tf.float32))
-        # P(u > 1/2 | wrong label) with m = C - 1 other classes, the true one
-        # ranking first: u = (1 + j) / m, j uniform in 0..m-1.
+        bins = _rank_bin(label_rank)
+        counts = tf.reduce_sum(tf.one_hot(bins, RANK_BINS) * tf.cast(ranked, tf.float32)[:, None],
+                               axis=0)
+        # A wrong label's rank with m other classes, the true one ranking
+        # first: u = (1 + j) / m, j uniform in 0..m-1, so exactly
+        # (m - floor(m b / BINS)) / m of wrong labels have u > b / BINS.
         others = tf.cast(tf.math.count_nonzero(self._scoring.present(bank)), tf.float32) - 1.0
-        wrong_tail = tf.math.divide_no_nan(others - tf.floor(others / 2.0), others)
-        estimate = tf.minimum(tf.math.divide_no_nan(high / tf.maximum(count, 1.0),
-                                                    wrong_tail), 1.0)
-        estimates, estimate_count = self._pushed(
-            self._estimates, self._estimate_count, estimate,
-            tf.logical_and(advance, count > 0))
-        self._estimates.assign(estimates)
-        self._estimate_count.assign(estimate_count)
-        return tf.where(count > 0, estimate, -1.0)
+        edges = tf.range(RANK_BINS + 1, dtype=tf.float32) / RANK_BINS
+        wrong_tail = tf.math.divide_no_nan(others - tf.floor(others * edges + 1e-6), others)
+        wrong = count * (wrong_tail[:-1] - wrong_tail[1:])
+        add = tf.logical_and(advance, count > 0)
+        self._rank_counts.assign(_pushed_row(self._rank_counts, counts, add))
+        self._wrong_counts.assign(_pushed_row(self._wrong_counts, wrong, add))
+        self._rank_sums.assign(_pushed_row(
+            self._rank_sums, tf.reduce_sum(tf.where(ranked, label_rank, 0.0)), add))
+        self._scored_batches.assign(tf.where(add, tf.minimum(self._scored_batches + 1,
+                                                             self.window_size),
+                                             self._scored_batches))
+        return count
+
+    def _rank_mixture(self) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(noise estimate, wrong-label posterior per rank bin [RANK_BINS],
+        separability) of the windowed label ranks.
+
+        The ranks are a mixture: wrong labels spread evenly (their expected
+        counts per bin are known exactly), clean ones pile up at the low
+        ranks, more or less tightly as the memory tells classes apart. Each
+        bin's count over its wrong-label count, fitted non-increasing
+        (isotonic regression), is the mixture's density against the wrong
+        labels'; where it is flat, only wrong labels are there, so its level
+        in the upper half is the share of wrong labels (Storey's estimator at
+        the tail cut that bounds it tightest; every cut is an upper bound,
+        clean samples the memory misranks add to it). A bin's posterior is
+        that share over its fitted density.
+        """
+        observed = tf.reduce_sum(self._rank_counts, axis=0)
+        wrong = tf.reduce_sum(self._wrong_counts, axis=0)
+        total = tf.reduce_sum(observed)
+        # With fewer than RANK_BINS other classes some bins no wrong label
+        # can reach (rank 0, for one): they say nothing about the mixture.
+        observed = tf.where(wrong > 0, observed, 0.0)
+        # Pooled ratios over every run of bins a..c: [a, c].
+        observed_sums = tf.concat([[0.0], tf.cumsum(observed)], 0)
+        wrong_sums = tf.concat([[0.0], tf.cumsum(wrong)], 0)
+        pooled = tf.math.divide_no_nan(observed_sums[None, 1:] - observed_sums[:-1, None],
+                                       wrong_sums[None, 1:] - wrong_sums[:-1, None])
+        index = tf.range(RANK_BINS)
+        # Non-increasing isotonic fit: f_b = min over a <= b of max over c >= b.
+        upper = tf.reduce_max(tf.where(index[None, None, :] >= index[None, :, None],
+                                       pooled[:, None, :], -float("inf")), axis=2)
+        density = tf.reduce_min(tf.where(index[:, None] <= index[None, :], upper,
+                                         float("inf")), axis=0)
+        tail_cuts = tf.gather(pooled[:, -1], TAIL_CUTS)
+        known = total > 0
+        estimate = tf.where(known, tf.clip_by_value(tf.reduce_min(tail_cuts), 0.0, 1.0), 1.0)
+        posterior = tf.where(known, tf.minimum(tf.math.divide_no_nan(estimate, density), 1.0),
+                             0.0)
+        # 1 - mean rank: P(a label drawn among the other classes ranks below
+        # the given one). Clean labels the memory ranks first give 1, random
+        # ones 1/2; a lower bound of the clean-against-wrong ROC AUC.
+        separability = tf.where(known, 1.0 - tf.math.divide_no_nan(
+            tf.reduce_sum(self._rank_sums), total), 0.5)
+        return estimate, posterior, separability
+
+    def select_by_rank(self, label_rank) -> Tuple[tf.Tensor, tf.Tensor]:
+        """`noise_rate="auto"`'s rule: drops the samples whose label rank
+        falls where a wrong label is more likely than a clean one (posterior
+        above 1/2), once `window_size` batches have been scored and while
+        the guard is open. Returns (keep bool [B], the rank cut: samples
+        ranked above it were dropped; 1 when none could be)."""
+        label_rank = tf.reshape(tf.cast(label_rank, tf.float32), [-1])
+        estimate, posterior, separability = self._rank_mixture()
+        dropped_bins = posterior > 0.5
+        dropping = (self._scored_batches >= self.window_size) & (
+            estimate <= self.max_noise_estimate) & (separability >= self.min_separability)
+        dropped = tf.logical_and(dropping, tf.logical_and(
+            label_rank >= 0.0, tf.gather(dropped_bins, _rank_bin(label_rank))))
+        first_dropped = tf.reduce_min(tf.where(dropped_bins, tf.range(RANK_BINS), RANK_BINS))
+        cut = tf.where(dropping, tf.cast(first_dropped, tf.float32) / RANK_BINS, 1.0)
+        return tf.logical_not(dropped), cut
 
     def select(self, p_clean, advance=True) -> Tuple[tf.Tensor, tf.Tensor]:
         """Smooth top-R on one batch; advances the window state if `advance`
@@ -236,15 +351,15 @@ class PrismSelector(keras.layers.Layer):
           threshold: the window mean used, or q when plain top-R decided, or
             0 when r = 0 (nothing is removed).
         """
+        if self.noise_rate == AUTO:
+            raise ValueError("PrismSelector(noise_rate='auto') selects by label rank "
+                             "(select_by_rank), not by a rate")
         p_clean = tf.reshape(tf.cast(p_clean, tf.float32), [-1])
         batch = tf.size(p_clean)
         if self.noise_rate == 0.0:
             return tf.ones_like(p_clean, tf.bool), tf.constant(0.0)
-        estimate, observed = self.noise_estimate(), self._estimate_count > 0
-        if self.noise_rate == AUTO:
-            rate = tf.where(self._estimate_count >= self.window_size, estimate, 0.0)
-        else:
-            rate = tf.constant(self.noise_rate)
+        estimate, observed = self.noise_estimate(), self._scored_batches > 0
+        rate = tf.constant(self.noise_rate)
         guard_open = tf.logical_or(tf.logical_not(observed),
                                    estimate <= self.max_noise_estimate)
         rate = tf.where(guard_open, rate, 0.0)
@@ -299,5 +414,6 @@ class PrismSelector(keras.layers.Layer):
         config = super().get_config()
         config.update(noise_rate=self.noise_rate, window_size=self.window_size,
                       temperature=self.temperature, scoring=self.scoring,
-                      max_noise_estimate=self.max_noise_estimate)
+                      max_noise_estimate=self.max_noise_estimate,
+                      min_separability=self.min_separability)
         return config

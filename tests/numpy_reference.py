@@ -77,6 +77,39 @@ class SmoothTopR:
         return keep, threshold
 
 
+def _pava_non_increasing(values, weights):
+    """Weighted isotonic (non-increasing) regression by pool-adjacent-violators."""
+    blocks = []   # [value, weight, length]
+    for value, weight in zip(values, weights):
+        blocks.append([value, weight, 1])
+        while len(blocks) > 1 and blocks[-2][0] < blocks[-1][0]:
+            (v1, w1, n1), (v2, w2, n2) = blocks[-2], blocks.pop()
+            blocks[-1] = [(v1 * w1 + v2 * w2) / (w1 + w2) if w1 + w2 else 0.0, w1 + w2,
+                          n1 + n2]
+    return np.concatenate([[value] * length for value, _, length in blocks])
+
+
+def rank_mixture(batches, bins=8, tail_cuts=(4, 5, 6)):
+    """The auto selector's (noise estimate, posterior per bin, separability)
+    from [(label ranks of a batch, other classes in memory), ...], counted
+    by enumerating every rank a wrong label can take."""
+    observed, wrong = np.zeros(bins), np.zeros(bins)
+    ranks = np.concatenate([r[r >= 0] for r, _ in batches])
+    for r, others in batches:
+        r = r[r >= 0]
+        bin_of = lambda u: np.clip(np.ceil(u * bins).astype(int) - 1, 0, bins - 1)
+        observed += np.bincount(bin_of(r), minlength=bins)
+        possible = (1 + np.arange(others)) / others   # a wrong label's ranks, equally likely
+        wrong += len(r) * np.bincount(bin_of(possible), minlength=bins) / others
+    observed[wrong == 0] = 0   # bins no wrong label reaches say nothing
+    ratio = np.divide(observed, wrong, out=np.zeros(bins), where=wrong > 0)
+    density = _pava_non_increasing(ratio, wrong)
+    estimate = min(1.0, min(observed[a:].sum() / wrong[a:].sum() for a in tail_cuts))
+    posterior = np.minimum(np.divide(estimate, density, out=np.zeros(bins),
+                                     where=density > 0), 1.0)
+    return estimate, posterior, 1.0 - ranks.mean()
+
+
 def _pairs(labels, embeddings, ref_embeddings=None, ref_labels=None):
     """Yields (i, j, same_label, anchor, reference) over all valid pairs."""
     self_reference = ref_embeddings is None

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from configs import default
@@ -48,6 +49,7 @@ def test_grid_runs_and_tabulates(tmp_path):
     assert all(cell != "-" for cell in _column(markdown, "P@1 at memory start"))
     assert _column(markdown, "noise estimate")[0] == "-"     # xbm: no selector
     assert _column(markdown, "noise estimate")[2] != "-"
+    assert _column(markdown, "separability")[0] == "-" != _column(markdown, "separability")[2]
     # Started again, finished runs report their metrics instead of training.
     assert benchmark(base, str(tmp_path), ["xbm"], ["symmetric:0.5"], [0]) == {
         Run("xbm", "symmetric", 0.5, 0): results[Run("xbm", "symmetric", 0.5, 0)]}
@@ -146,3 +148,26 @@ def test_label_issue_comparison_scores_every_method_on_the_same_embeddings():
     assert results["cleanlab_knn"]["flagged_recall"] > 0.5
     lines = table({("symmetric", 0.3): [results]}).splitlines()
     assert len(lines) == 2 + len(METHODS) and lines[2].startswith("| symmetric 0.3 | prism | 1 |")
+
+
+def test_the_hard_sets_halves_share_no_class_and_train_as_csv_lists(tmp_path):
+    from configs import noise_benchmark
+    from pipelines.benchmarks.hard_sets import fine_halves, write_set
+    from pipelines.train import train
+    halves = fine_halves()
+    tuning, report = (halves[half] for half in ("tuning", "report"))
+    assert len(tuning[0]) == len(report[0]) == 160 * 40
+    # Disjoint classes: no image of one half looks like the other's (the
+    # designs are distinct, so equal pixels would mean a shared draw).
+    assert not set(map(bytes, tuning[0][:200])) & set(map(bytes, report[0]))
+    # A few classes of the tuning half, written as a user's data and trained on.
+    images, labels = tuning
+    few = labels % 20 == 0   # 8 classes: 4 train, 4 test
+    _, few_labels = np.unique(labels[few], return_inverse=True)
+    assert write_set(tmp_path / "set", images[few], few_labels) == (160, 160)
+    config = noise_benchmark.get_config("hard")
+    config.data.data_dir = str(tmp_path / "set")
+    config.train.steps, config.train.eval_every, config.train.batch_size = 4, 4, 16
+    config.selector.noise_rate = "auto"
+    metrics = train(config, str(tmp_path / "run"), verbose=0)
+    assert metrics["step"] == 4 and 0.0 <= metrics["separability"] <= 1.0

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from prism_tf import MemoryBank, PrismSelector
-from tests.numpy_reference import RingBuffer, SmoothTopR, clean_probability
+from tests.numpy_reference import RingBuffer, SmoothTopR, clean_probability, rank_mixture
 
 
 def _normalized(rng, n, dim):
@@ -186,7 +186,7 @@ def test_the_noise_estimate_finds_the_share_of_wrong_labels(classes, noise_rate)
     assert noise_rate - 0.02 <= float(selector.noise_estimate()) <= noise_rate + 0.1
 
 
-def test_auto_keeps_all_during_warm_up_then_drops_the_estimated_share():
+def test_auto_keeps_all_during_warm_up_then_drops_the_wrong_labels():
     rng = np.random.default_rng(5)
     bank = MemoryBank(2048, 16, 10)
     selector = PrismSelector("auto", window_size=4)
@@ -271,3 +271,66 @@ def test_vmf_scoring_matches_scipy(dim, spread):
     # The same numbers compiled with XLA.
     compiled = tf.function(lambda z, y: selector.clean_probability(z, y, bank), jit_compile=True)
     np.testing.assert_allclose(compiled(z, labels).numpy(), p, rtol=1e-5)
+
+
+@pytest.mark.parametrize("classes,noise_rate,spread", [(12, 0.0, 0.5), (40, 0.3, 1.0),
+                                                       (40, 0.5, 2.0), (9, 0.2, 0.8)])
+def test_rank_mixture_matches_numpy(classes, noise_rate, spread):
+    rng = np.random.default_rng(11)
+    bank = MemoryBank(1024, 64, classes)
+    selector = PrismSelector("auto", window_size=5)
+    scored = []
+    for z, labels, _ in _labelled_cluster_batches(rng, classes, noise_rate, batches=9,
+                                                  dim=64, spread=spread / 8):
+        _, rank = selector.scores(z, labels, bank)
+        present = int((bank.class_counts.numpy() > 0).sum())
+        if present:
+            scored.append((rank.numpy(), present - 1))
+        selector.observe(rank, bank)
+        bank.enqueue(z, labels)
+    estimate, posterior, separability = rank_mixture(scored[-5:])
+    got = selector._rank_mixture()
+    assert float(got[0]) == pytest.approx(estimate, abs=1e-5)
+    np.testing.assert_allclose(got[1].numpy(), posterior, atol=1e-5)
+    assert float(got[2]) == pytest.approx(separability, abs=1e-5)
+
+
+def _auto_run(rng, classes, noise_rate, spread, batches=24):
+    """(kept share, kept share of the clean samples, noise estimate,
+    separability) of auto over the second half of the batches, under XLA;
+    `spread`: the norm of each sample's offset from its class centre."""
+    bank = MemoryBank(2048, 64, classes)
+    selector = PrismSelector("auto", window_size=10)
+    select = tf.function(selector.__call__, jit_compile=True)
+    kept, clean_kept = [], []
+    for z, labels, is_noisy in _labelled_cluster_batches(rng, classes, noise_rate,
+                                                         batches=batches, dim=64,
+                                                         spread=spread / 8):
+        weights, logs = select(z, labels, bank)
+        keep = weights.numpy() > 0
+        kept.append(keep.mean())
+        clean_kept.append(keep[~is_noisy].mean())
+        bank.enqueue(z, labels)
+    half = batches // 2
+    return (np.mean(kept[half:]), np.mean(clean_kept[half:]), float(logs["noise_estimate"]),
+            float(logs["separability"]))
+
+
+def test_auto_keeps_the_clean_samples_a_weak_memory_misranks():
+    # Clusters wide enough that many clean labels rank below others.
+    kept, clean_kept, estimate, separability = _auto_run(np.random.default_rng(12), 20, 0.0,
+                                                         spread=4.0)
+    assert 0.7 < separability < 0.95
+    assert kept >= 0.95 and estimate < 0.1
+
+
+def test_auto_keeps_everything_while_the_ranks_barely_separate():
+    kept, _, _, separability = _auto_run(np.random.default_rng(13), 20, 0.5, spread=5.0)
+    assert separability < 0.7 and kept == 1.0
+
+
+def test_auto_drops_wrong_labels_a_good_memory_ranks_low():
+    kept, clean_kept, estimate, separability = _auto_run(np.random.default_rng(14), 20, 0.4,
+                                                         spread=0.6)
+    assert abs(estimate - 0.4) < 0.1 and separability > 0.7
+    assert 0.5 < kept < 0.7 and clean_kept > 0.95

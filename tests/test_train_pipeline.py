@@ -221,6 +221,8 @@ def test_a_workdir_of_another_experiment_is_refused_untouched(finished_run):
                                      "positive number of seconds"),
     ("data.crop_scale", (0.5,), r"config.data.crop_scale = \(0.5,\): expected \(low, high\)"),
     ("data.seed", -1, r"config.data.seed = -1: expected an integer >= 0"),
+    ("selector.min_separability", 0.4,
+     r"config.selector.min_separability = 0.4: expected a value in \[0.5, 1\]"),
     ("data.samples_per_class", 1,
      r"config.data.samples_per_class = 1: expected at least 2: the pair and triplet"),
     ("eval.recall_at", (1, 100000),

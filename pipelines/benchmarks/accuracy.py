@@ -142,15 +142,15 @@ def table(results: Dict[Run, Dict[str, float]]) -> str:
     for run, metrics in results.items():
         groups.setdefault((run.method, run.noise_kind, run.noise_rate), []).append(metrics)
     lines = ["| method | noise | seeds | P@1 | P@1 at memory start | MAP@R | kept purity "
-             "| noise recall | kept fraction | noise estimate |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| noise recall | kept fraction | noise estimate | separability |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for (method, kind, rate), runs in groups.items():
         cells = [mean_std([m[key] for m in runs if key in m])
                  for key in ("precision_at_1", MEMORY_START, "map_at_r", "kept_purity")]
         # With clean labels there is no noise to recall.
         cells.append(mean_std([m["noise_recall"] for m in runs]) if rate > 0 else "n/a")
         cells += [mean_std([m[key] for m in runs if key in m])
-                  for key in ("kept_fraction", "noise_estimate")]
+                  for key in ("kept_fraction", "noise_estimate", "separability")]
         lines.append(f"| {method} | {kind} {rate:g} | {len(runs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
