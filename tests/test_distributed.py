@@ -110,7 +110,7 @@ def test_two_replicas_train_as_one_device_on_the_same_global_batches(case):
     assert two.distribute_strategy.num_replicas_in_sync == 2 and len(two_steps) == 16
     # The same samples kept and the same windows at every step.
     for name in ("kept_fraction", "kept_purity", "noise_recall", "threshold",
-                 "noise_estimate", "memory_fill"):
+                 "noise_estimate", "separability", "memory_fill"):
         assert [s[name] for s in two_steps] == pytest.approx([s[name] for s in one_steps],
                                                                abs=1e-6), name
     for name in ("loss", "batch_loss", "memory_loss"):
@@ -118,7 +118,7 @@ def test_two_replicas_train_as_one_device_on_the_same_global_batches(case):
                                                                rel=1e-4, abs=1e-5), name
     assert 0 < one_steps[-1]["kept_fraction"] < 1
     one_state, two_state = _state(one), _state(two)
-    assert len(one_state) == len(two_state) == 4 + 5 + 4 + (case == "proxysim")
+    assert len(one_state) == len(two_state) == 4 + 5 + 6 + (case == "proxysim")
     for index, (value, other) in enumerate(zip(one_state, two_state)):
         np.testing.assert_allclose(other, value, rtol=1e-4, atol=1e-5, err_msg=str(index))
     assert int(two.optimizer.iterations.numpy()) == 16
