@@ -192,17 +192,19 @@ class PrismSelector(keras.layers.Layer):
 
         def select():
             self.observe(label_rank, bank, advance)
-            keep, threshold = (self.select_by_rank(label_rank) if self.noise_rate == AUTO
-                               else self.select(p_clean, advance))
             # Read here, after the update: under XLA a read after the tf.cond
             # may see the window as it was before it.
-            return (tf.cast(keep, tf.float32), threshold, self.noise_estimate(),
-                    self.separability())
+            mixture = self._rank_mixture()
+            keep, threshold = (self._select_by_rank(label_rank, mixture)
+                               if self.noise_rate == AUTO else self.select(p_clean, advance))
+            return tf.cast(keep, tf.float32), threshold, mixture[0], mixture[2]
+
+        def keep_all():
+            estimate, _, separability = self._rank_mixture()
+            return tf.ones_like(p_clean), tf.constant(0.0), estimate, separability
 
         weights, threshold, estimate, separability = tf.cond(
-            tf.convert_to_tensor(active), select,
-            lambda: (tf.ones_like(p_clean), tf.constant(0.0), self.noise_estimate(),
-                     self.separability()))
+            tf.convert_to_tensor(active), select, keep_all)
         return weights, {"threshold": threshold, "noise_estimate": estimate,
                          "separability": separability}
 
@@ -274,11 +276,11 @@ class PrismSelector(keras.layers.Layer):
         add = tf.logical_and(advance, count > 0)
         self._rank_counts.assign(_pushed_row(self._rank_counts, counts, add))
         self._wrong_counts.assign(_pushed_row(self._wrong_counts, wrong, add))
-        self._rank_sums.assign(_pushed_row(
-            self._rank_sums, tf.reduce_sum(tf.where(ranked, label_rank, 0.0)), add))
-        self._scored_batches.assign(tf.where(add, tf.minimum(self._scored_batches + 1,
-                                                             self.window_size),
-                                             self._scored_batches))
+        rank_sums, scored_batches = self._pushed(
+            self._rank_sums, self._scored_batches,
+            tf.reduce_sum(tf.where(ranked, label_rank, 0.0)), add)
+        self._rank_sums.assign(rank_sums)
+        self._scored_batches.assign(scored_batches)
         return count
 
     def _rank_mixture(self) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -331,8 +333,12 @@ class PrismSelector(keras.layers.Layer):
         above 1/2), once `window_size` batches have been scored and while
         the guard is open. Returns (keep bool [B], the rank cut: samples
         ranked above it were dropped; 1 when none could be)."""
+        return self._select_by_rank(label_rank, self._rank_mixture())
+
+    def _select_by_rank(self, label_rank, mixture) -> Tuple[tf.Tensor, tf.Tensor]:
+        """`select_by_rank` with the window's `_rank_mixture()` already computed."""
         label_rank = tf.reshape(tf.cast(label_rank, tf.float32), [-1])
-        estimate, posterior, separability = self._rank_mixture()
+        estimate, posterior, separability = mixture
         dropped_bins = posterior > 0.5
         dropping = (self._scored_batches >= self.window_size) & (
             estimate <= self.max_noise_estimate) & (separability >= self.min_separability)
@@ -401,7 +407,7 @@ class PrismSelector(keras.layers.Layer):
     def _pushed(self, window: tf.Tensor, count: tf.Tensor, value: tf.Tensor,
                 add: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
         """(window, count) with `value` as the newest entry where `add`, else as they are."""
-        return (tf.where(add, tf.concat([window[1:], [value]], 0), window),
+        return (_pushed_row(window, value, add),
                 tf.where(add, tf.minimum(count + 1, self.window_size), count))
 
     def _mean_of_newest(self, window: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
