@@ -21,11 +21,17 @@ train: .venv/.installed
 	TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python -m pipelines.train \
 		--config=configs/default.py --workdir=runs/default
 
+# One test process per CPU core (pytest-xdist); each test file stays on one
+# process, so a file's shared fixtures (a trained run, an export) are built
+# once. `make test PYTEST_WORKERS=0` runs them in this process.
+PYTEST_WORKERS ?= auto
+PYTEST = -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+
 test: .venv/.installed
-	.venv/bin/python -m pytest -q
+	.venv/bin/python $(PYTEST)
 
 test-legacy: .venv-legacy/.installed
-	.venv-legacy/bin/python -m pytest -q
+	.venv-legacy/bin/python $(PYTEST)
 
 check-wheel: .venv/.installed
 	bash .ci/check-wheel

@@ -46,7 +46,8 @@ setup(
         "tensorflow-serving-api>=2.15.1",
     ],
     extras_require={
-        "test": ["pytest>=8", "build>=1.2", "twine>=5"],
+        # pytest-xdist: `make test` spreads the tests over the CPU cores.
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "build>=1.2", "twine>=5"],
         "faiss": ["faiss-cpu>=1.7"],   # optional exact kNN backend for evaluation
         # the noisy-label finder's comparison (pipelines/benchmarks/label_issues.py)
         "cleanlab": ["cleanlab>=2.6"],

@@ -8,34 +8,38 @@ The returned config is locked: an unknown key is an error.
 import ml_collections
 
 from prism_tf import losses
+from prism_tf.data import registry
 
 
 def base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
+    # The source by name, with each source's options under its own name
+    # (their defaults are the loaders', prism_tf.data.registry.defaults), as
+    # the loss group is: `--config.data.source=csv
+    # --config.data.csv.data_dir=...`. An option another source reads is not
+    # in this source's group, so it cannot be set and ignored.
     config.data = dict(
-        source="synthetic",    # synthetic | fashion_mnist | tfds | csv | folder
-        name="",               # TFDS builder name (source=tfds); synthetic: "" or
-                               # "pretraining" (configs/synthetic_pretraining.py)
-        data_dir="",           # source folder; "" = the source's default
-        train_list="",         # source=csv: 'path,label' lists; relative names and the
-                               # paths inside them are under data_dir
-        test_list="",
-        clean_list="",         # source=csv: clean subset of train_list (ground truth)
-        test_dir="",           # source=folder: test images (train: data_dir)
+        source="synthetic",    # a key of prism_tf.data.SOURCES: synthetic | fashion_mnist |
+                               # tfds | csv | folder
+        **{name: registry.defaults(name) for name in sorted(registry.SOURCES)},
         seed=0,
-        image_size=32,         # every image is resized to this (sizes found are printed)
-        crop_scale=(0.2, 1.0), # training: random crop of this area share, then resize
-        flip=True,             # training: random horizontal flips (not for text or digits)
-        eval_resize=256 / 224, # evaluation: shorter side to image_size * this, centre crop
-        mean=(0.485, 0.456, 0.406),  # () = no normalisation beyond [0, 1]
-        std=(0.229, 0.224, 0.225),
-        samples_per_class=4,   # K; P = train.batch_size / K
         strict=False,          # corrupt images raise instead of being skipped
         # Label noise injected on purpose, opt-in: none | symmetric |
         # small_cluster; the rate is the share of training labels changed
         # (unused with none). Not selector.noise_rate, which PRISM assumes.
         injected_noise=dict(kind="none", rate=0.0),
     )
+    # prism_tf.data.pipeline.Preprocessing's arguments (its channels are the source's).
+    config.preprocessing = dict(
+        image_size=32,         # every image is resized to this (sizes found are printed)
+        crop_scale=(0.2, 1.0), # training: random crop of this area share, then resize
+        flip=True,             # training: random horizontal flips (not for text or digits)
+        eval_resize=256 / 224, # evaluation: shorter side to image_size * this, centre crop
+        mean=(0.485, 0.456, 0.406),  # () = no normalisation beyond [0, 1]
+        std=(0.229, 0.224, 0.225),
+    )
+    # P x K batches: K images of each of P classes, P = train.batch_size / K.
+    config.sampling = dict(samples_per_class=4)
     config.model = dict(
         encoder="small_cnn",   # small_cnn or a keras.applications class name
         embedding_dim=64,

@@ -1,7 +1,7 @@
 """CARS-98N: real label noise crawled for the 98 CARS196 training classes.
 
-Point data.data_dir at the images and data.train_list / data.clean_list at
-the authors' lists; data.test_list at the CARS196 test list (classes
+Point data.csv.data_dir at the images and data.csv.train_list /
+data.csv.clean_list at the authors' lists; data.csv.test_list at the CARS196 test list (classes
 99-196). No injected noise: the noise is real, and the clean list gives the
 ground truth.
 """

@@ -5,6 +5,6 @@ from prism_tf.configs.paper import paper_config
 
 def get_config():
     config = paper_config()
-    config.data.source, config.data.name = "tfds", "caltech_birds2011"
+    config.data.source, config.data.tfds.name = "tfds", "caltech_birds2011"
     config.lock()
     return config

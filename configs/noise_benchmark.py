@@ -19,7 +19,7 @@ BN-Inception; the small CNN barely moves at it).
 
 `hard`: the from-scratch recipe on one of the hard sets, read as a user's
 CSV lists (write them with `python -m pipelines.benchmarks.hard_sets
---root=runs/hard-sets`; `--config.data.data_dir` picks the set and half,
+--root=runs/hard-sets`; `--config.data.csv.data_dir` picks the set and half,
 the fine family's tuning half by default). Grey images, and crops of at
 least 60% of the image: a smaller crop would rescale the texture whose
 frequency tells the fine classes apart. Grey PNGs decode to 3 equal channels,
@@ -50,14 +50,15 @@ def get_config(dataset: str = "synthetic") -> ml_collections.ConfigDict:
     config.train.eval_every = 100
     if dataset == "fashion_mnist":
         # 50% small-cluster noise leaves 5 of the 10 classes: P x K = 4 x 16.
-        config.data.samples_per_class = 16
+        config.sampling.samples_per_class = 16
     if dataset == "pretrained":
         config.model.init_from = PRETRAINED_RUN
         config.memory.start_step = 0
         config.selector.window_size = 30
     if dataset == "hard":
-        config.data.source, config.data.data_dir = "csv", HARD_SET
-        config.data.train_list, config.data.test_list = "train.csv", "test.csv"
-        config.data.mean, config.data.std = (0.5,) * 3, (0.25,) * 3   # files decode to RGB
-        config.data.crop_scale = (0.6, 1.0)
+        config.data.source, config.data.csv.data_dir = "csv", HARD_SET
+        config.data.csv.train_list, config.data.csv.test_list = "train.csv", "test.csv"
+        # files decode to RGB
+        config.preprocessing.mean, config.preprocessing.std = (0.5,) * 3, (0.25,) * 3
+        config.preprocessing.crop_scale = (0.6, 1.0)
     return config

@@ -10,8 +10,8 @@ from prism_tf.configs.base import base_config
 
 def paper_config(memory_size: int = 8192, window_size: int = 30):
     config = base_config()
-    config.data.image_size = 224
-    config.data.crop_scale = (0.2, 1.0)
+    config.preprocessing.image_size = 224
+    config.preprocessing.crop_scale = (0.2, 1.0)
     config.model.encoder = "InceptionV3"
     config.model.embedding_dim = 512
     config.model.weights = "imagenet"

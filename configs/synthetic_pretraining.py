@@ -15,7 +15,7 @@ from prism_tf.configs.base import base_config
 
 def get_config():
     config = base_config()
-    config.data.name = "pretraining"
+    config.data.synthetic.family = "pretraining"
     config.loss.name = "triplet_semihard"
     config.loss.triplet_semihard.margin = 0.5   # the benchmark recipe's (TFA's default: 1.0)
     config.selector.noise_rate = 0.0

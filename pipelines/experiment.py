@@ -14,13 +14,12 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from prism_tf import MemoryBank, PrismModel, PrismSelector, losses
-from prism_tf.selector import AUTO
+from prism_tf import MemoryBank, PrismModel, PrismSelector, losses, selector
 from prism_tf.data import ImageSplit
 from prism_tf.data.duplicates import without_repeats
 from prism_tf.data.noise import NOISE_KINDS
 from prism_tf.data.pipeline import Preprocessing, drop_undecodable, eval_dataset
-from prism_tf.data.registry import OPTIONS as SOURCE_OPTIONS, SOURCES, load_source
+from prism_tf.data.registry import SOURCES, load_source
 from prism_tf.cluster import multi_worker_strategy
 from prism_tf.encoders import IMAGENET, build_encoder, copy_encoder_weights
 from prism_tf.evaluation import embed_dataset, retrieval_metrics
@@ -49,28 +48,28 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         numbers = value if isinstance(value, (tuple, list)) else (value,)
         if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
             raise ConfigError(f"config.{key} = {value!r}: expected finite numbers")
-    data = config.data
-    need(data.source in SOURCES, "data.source", f"one of {sorted(SOURCES)}")
+    data, preprocessing = config.data, config.preprocessing
+    need(data.source in SOURCES and data.source in data, "data.source",
+         f"one of {sorted(SOURCES)}, with its options under config.data.<source>")
     need(isinstance(data.seed, int) and data.seed >= 0, "data.seed", "an integer >= 0")
-    need(data.source != "folder" or bool(data.data_dir), "data.data_dir",
+    need(data.source != "folder" or bool(data.folder.data_dir), "data.folder.data_dir",
          "the folder of your class folders (data.source = 'folder')")
     need(data.injected_noise.kind in NOISE_KINDS, "data.injected_noise.kind",
          f"one of {NOISE_KINDS}")
     need(0.0 <= data.injected_noise.rate < 1.0, "data.injected_noise.rate", "a rate in [0, 1)")
-    need(all(v > 0 for v in data.std), "data.std", "values > 0 (they divide the pixels)")
-    need(data.eval_resize >= 1.0, "data.eval_resize",
+    need(all(v > 0 for v in preprocessing.std), "preprocessing.std",
+         "values > 0 (they divide the pixels)")
+    need(preprocessing.eval_resize >= 1.0, "preprocessing.eval_resize",
          "a factor >= 1 (the centre crop cannot be larger than the resized image)")
-    need(len(data.crop_scale) == 2 and 0.0 < data.crop_scale[0] <= data.crop_scale[1] <= 1.0,
-         "data.crop_scale", "(low, high) area shares with 0 < low <= high <= 1")
-    need(not data.mean or not data.std or len(data.mean) == len(data.std), "data.std",
-         f"as many values as data.mean ({len(data.mean)})")
-    rate = config.selector.noise_rate
-    need(rate == AUTO or (isinstance(rate, (int, float)) and 0.0 <= rate < 1.0),
-         "selector.noise_rate", f"a rate in [0, 1) (0: no selection) or {AUTO!r}")
-    need(0.0 < config.selector.max_noise_estimate <= 1.0, "selector.max_noise_estimate",
-         "a share in (0, 1] (1: no guard)")
-    need(0.5 <= config.selector.min_separability <= 1.0, "selector.min_separability",
-         "a value in [0.5, 1] (0.5: no such guard)")
+    crop_scale = preprocessing.crop_scale
+    need(len(crop_scale) == 2 and 0.0 < crop_scale[0] <= crop_scale[1] <= 1.0,
+         "preprocessing.crop_scale", "(low, high) area shares with 0 < low <= high <= 1")
+    need(not preprocessing.mean or not preprocessing.std
+         or len(preprocessing.mean) == len(preprocessing.std), "preprocessing.std",
+         f"as many values as preprocessing.mean ({len(preprocessing.mean)})")
+    for name, value in config.selector.items():
+        expected = selector.argument_problem(name, value)
+        need(expected is None, f"selector.{name}", expected)
     need(config.train.steps > 0, "train.steps", "a positive number of steps")
     need(config.train.strategy in STRATEGIES, "train.strategy", f"one of {STRATEGIES}")
     need(config.train.connect_timeout_s > 0, "train.connect_timeout_s",
@@ -83,13 +82,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         isinstance(k, int) and k >= 1 for k in config.eval.recall_at), "eval.recall_at",
         "integers >= 1, e.g. (1, 2, 4, 8)")
     need(config.train.batch_size > 0, "train.batch_size", "a positive batch size")
-    need(data.samples_per_class >= 2 or not _compares_pairs(config.loss.name),
-         "data.samples_per_class", "at least 2: the pair and triplet losses learn from two "
-         "images of a class in a batch (one is enough for the proxy losses)")
-    need(data.samples_per_class > 0
-         and config.train.batch_size % config.data.samples_per_class == 0,
-         "train.batch_size", f"a multiple of data.samples_per_class "
-         f"({config.data.samples_per_class})")
+    samples_per_class = config.sampling.samples_per_class
+    need(samples_per_class >= 2 or not _compares_pairs(config.loss.name),
+         "sampling.samples_per_class", "at least 2: the pair and triplet losses learn from "
+         "two images of a class in a batch (one is enough for the proxy losses)")
+    need(samples_per_class > 0 and config.train.batch_size % samples_per_class == 0,
+         "train.batch_size", f"a multiple of sampling.samples_per_class ({samples_per_class})")
     need(config.memory.weight >= 0, "memory.weight", "a weight >= 0 (0: the memory only "
          "scores)")
     need(config.memory.size >= config.train.batch_size, "memory.size",
@@ -184,8 +182,8 @@ def _differences(old: dict, new: dict, prefix: str = ""):
 def load_splits(config: ml_collections.ConfigDict) -> Tuple[ImageSplit, ImageSplit]:
     """(noisy training split, evaluation split) of the configured source."""
     data = config.data
-    train, test = load_source(data.source, seed=data.seed, image_size=data.image_size,
-                              **{key: data[key] for key in SOURCE_OPTIONS})
+    train, test = load_source(data.source, seed=data.seed,
+                              image_size=config.preprocessing.image_size, **data[data.source])
     train, test = without_repeats(*(drop_undecodable(split, data.strict)
                                     for split in (train, test)))
     noise = data.injected_noise
@@ -205,13 +203,14 @@ def _size_text(split: ImageSplit) -> str:
 def data_message(train: ImageSplit, test: ImageSplit,
                  config: ml_collections.ConfigDict) -> str:
     """What a run prints about its images: sizes found, and what becomes of them."""
-    size = config.data.image_size
-    flips = "random horizontal flips" if config.data.flip else "no flips"
+    options = config.preprocessing
+    size = options.image_size
+    flips = "random horizontal flips" if options.flip else "no flips"
     return (f"Images: {train.name} {_size_text(train)}, {test.name} {_size_text(test)}; "
-            f"all resized to {size}x{size} (data.image_size). Training: random crops of "
-            f"{tuple(config.data.crop_scale)} of the area (data.crop_scale), {flips} "
-            f"(data.flip). Evaluation: shorter side to "
-            f"{round(size * config.data.eval_resize)}, centre crop (data.eval_resize)."
+            f"all resized to {size}x{size} (preprocessing.image_size). Training: random crops "
+            f"of {tuple(options.crop_scale)} of the area (preprocessing.crop_scale), {flips} "
+            f"(preprocessing.flip). Evaluation: shorter side to "
+            f"{round(size * options.eval_resize)}, centre crop (preprocessing.eval_resize)."
             + "".join(f" Left out of {split.name}: {len(split.repeats_dropped)} images that "
                       f"repeat an earlier one (same file or bytes), e.g. "
                       f"{split.repeats_dropped[0]}; data.json lists them."
@@ -339,11 +338,10 @@ def preprocessing(config: ml_collections.ConfigDict,
                   channels: Optional[int] = None) -> Preprocessing:
     """The configured preprocessing; `channels` None: the source's own,
     worked out by `Preprocessing.for_split`."""
-    data = config.data
-    return Preprocessing(image_size=data.image_size, channels=channels,
-                         crop_scale=tuple(data.crop_scale),
-                         eval_resize=data.eval_resize, flip=data.flip,
-                         mean=tuple(data.mean) or None, std=tuple(data.std) or None)
+    options = config.preprocessing
+    return Preprocessing(**{**options, "crop_scale": tuple(options.crop_scale),
+                            "mean": tuple(options.mean) or None,
+                            "std": tuple(options.std) or None}, channels=channels)
 
 
 def retrieval_on(split: ImageSplit, config: ml_collections.ConfigDict,
@@ -448,7 +446,7 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, channels: i
                 start: Optional[EncoderStart]) -> PrismModel:
     """The configured PrismModel, compiled, its encoder's weights from
     `start` (`encoder_start`), or left for a checkpoint to replace (None)."""
-    size = config.data.image_size
+    size = config.preprocessing.image_size
     encoder = build_encoder(config.model.encoder, (size, size, channels),
                             config.model.embedding_dim, start and start.weights_file)
     if start and start.variables is not None:

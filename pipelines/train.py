@@ -106,10 +106,10 @@ def _train(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
         model = experiment.build_model(config, train_split.num_classes, preprocessing.channels,
                                        start)
 
-    classes_per_batch = config.train.batch_size // config.data.samples_per_class
+    classes_per_batch = config.train.batch_size // config.sampling.samples_per_class
     # Refuses impossible P x K batches before the workdir is claimed.
     class_balanced_indices(train_split.labels, classes_per_batch,
-                           config.data.samples_per_class, config.data.seed)
+                           config.sampling.samples_per_class, config.data.seed)
 
     def batches_from(step: int):
         # The ground-truth flags as 0/1: under a strategy, Keras 3's fit
@@ -117,7 +117,7 @@ def _train(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
         # fails on booleans (PrismModel reads either). Without ground truth
         # they stay out, and so do kept purity and noise recall.
         return train_dataset(
-            train_split, classes_per_batch, config.data.samples_per_class, preprocessing,
+            train_split, classes_per_batch, config.sampling.samples_per_class, preprocessing,
             seed=config.data.seed, start_step=step, strict=config.data.strict,
         ).map(lambda images, y: (images, {"labels": y["labels"],
                                           "is_noisy": tf.cast(y["is_noisy"], tf.int32)}

@@ -76,8 +76,10 @@ class CleanProbabilityMonitor(keras.callbacks.Callback):
             rejected = ~model.selector.select_by_rank(label_rank)[0].numpy()
         elif int(model.selector.window_count.numpy()):
             rejected = p_clean <= float(model.selector.window_mean())
-        else:  # no threshold yet: what plain top-R would remove
-            rejected = p_clean <= np.quantile(p_clean, model.selector.noise_rate)
+        else:  # no threshold yet: what plain top-R would remove (nothing at rate 0)
+            rejected = np.zeros(len(p_clean), bool)
+            rejected[np.argsort(p_clean, kind="stable")[
+                :int(model.selector.noise_rate * len(p_clean))]] = True
         self.rejections += rejected
         order = np.argsort(-self.rejections, kind="stable")[:self.shown]
         step = int(model.optimizer.iterations.numpy())

@@ -14,6 +14,38 @@ RANK_BINS = 8      # label ranks [0, 1] in bins of 1/8; the lowest holds rank 0
 TAIL_CUTS = (4, 5, 6)   # Storey's tail cuts tried: ranks above 1/2, 5/8, 3/4
 
 
+# What each configurable argument must be: (test, what is expected). The one
+# place these rules live: the constructor and the pipelines' config check
+# read them, so the check needs no TensorFlow op (a multi-worker strategy
+# must come before any).
+ARGUMENT_RULES: Dict[str, Tuple[Callable[[object], bool], str]] = {
+    "noise_rate": (lambda v: v == AUTO or (isinstance(v, (int, float)) and 0.0 <= v < 1.0),
+                   f"a rate in [0, 1) (0: nothing removed) or {AUTO!r}"),
+    "window_size": (lambda v: isinstance(v, int) and v >= 1, "a positive integer"),
+    "temperature": (lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0"),
+    "scoring": (lambda v: v in SCORINGS, "one of the names in prism_tf.scoring.SCORINGS"),
+    "max_noise_estimate": (lambda v: isinstance(v, (int, float)) and 0.0 < v <= 1.0,
+                           "a share in (0, 1] (1: no guard)"),
+    "min_separability": (lambda v: isinstance(v, (int, float)) and 0.5 <= v <= 1.0,
+                         "a value in [0.5, 1] (0.5: no such guard)"),
+}
+
+
+def argument_problem(name: str, value: object) -> Union[str, None]:
+    """What `PrismSelector`'s argument `name` must be, if `value` is not
+    that (None if it is).
+
+    >>> argument_problem("noise_rate", 0.0) is None
+    True
+    >>> argument_problem("noise_rate", 1.5)
+    "a rate in [0, 1) (0: nothing removed) or 'auto'"
+    """
+    test, expected = ARGUMENT_RULES[name]
+    if test(value):
+        return None
+    return expected + (f" {sorted(SCORINGS)}" if name == "scoring" else "")
+
+
 def _rank_bin(label_rank: tf.Tensor) -> tf.Tensor:
     """Bin b holds ranks in (b / RANK_BINS, (b + 1) / RANK_BINS], bin 0 also 0."""
     return tf.clip_by_value(tf.cast(tf.math.ceil(label_rank * RANK_BINS), tf.int32) - 1,
@@ -103,26 +135,14 @@ class PrismSelector(keras.layers.Layer):
                  temperature: float = 1.0, scoring: str = "centers",
                  max_noise_estimate: float = 0.7, min_separability: float = 0.7,
                  **kwargs):
-        if noise_rate != AUTO and not (isinstance(noise_rate, (int, float))
-                                       and 0.0 <= noise_rate < 1.0):
-            raise ValueError(f"PrismSelector: noise_rate must be in [0, 1) or "
-                             f"{AUTO!r}; got {noise_rate!r}")
-        if not 0.0 < max_noise_estimate <= 1.0:
-            raise ValueError(f"PrismSelector: max_noise_estimate must be in (0, 1]; "
-                             f"got {max_noise_estimate!r}")
-        if not 0.5 <= min_separability <= 1.0:
-            raise ValueError(f"PrismSelector: min_separability must be in [0.5, 1]; "
-                             f"got {min_separability!r}")
-        if not isinstance(window_size, int) or window_size < 1:
-            raise ValueError(
-                f"PrismSelector: window_size must be a positive integer; "
-                f"got {window_size!r}")
-        if not temperature > 0:
-            raise ValueError(
-                f"PrismSelector: temperature must be > 0; got {temperature!r}")
-        if scoring not in SCORINGS:
-            raise ValueError(f"PrismSelector: scoring must be one of {tuple(SCORINGS)}; "
-                             f"got {scoring!r}")
+        arguments = dict(noise_rate=noise_rate, window_size=window_size,
+                         temperature=temperature, scoring=scoring,
+                         max_noise_estimate=max_noise_estimate,
+                         min_separability=min_separability)
+        for name, value in arguments.items():
+            expected = argument_problem(name, value)
+            if expected:
+                raise ValueError(f"PrismSelector: {name} must be {expected}; got {value!r}")
         kwargs.setdefault("dtype", "float32")
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
@@ -362,8 +382,6 @@ class PrismSelector(keras.layers.Layer):
                              "(select_by_rank), not by a rate")
         p_clean = tf.reshape(tf.cast(p_clean, tf.float32), [-1])
         batch = tf.size(p_clean)
-        if self.noise_rate == 0.0:
-            return tf.ones_like(p_clean, tf.bool), tf.constant(0.0)
         estimate, observed = self.noise_estimate(), self._scored_batches > 0
         rate = tf.constant(self.noise_rate)
         guard_open = tf.logical_or(tf.logical_not(observed),

@@ -166,7 +166,7 @@ def test_the_hard_sets_halves_share_no_class_and_train_as_csv_lists(tmp_path):
     _, few_labels = np.unique(labels[few], return_inverse=True)
     assert write_set(tmp_path / "set", images[few], few_labels) == (160, 160)
     config = noise_benchmark.get_config("hard")
-    config.data.data_dir = str(tmp_path / "set")
+    config.data.csv.data_dir = str(tmp_path / "set")
     config.train.steps, config.train.eval_every, config.train.batch_size = 4, 4, 16
     config.selector.noise_rate = "auto"
     metrics = train(config, str(tmp_path / "run"), verbose=0)

@@ -66,13 +66,15 @@ def test_the_fine_family_is_grey_and_its_classes_differ_by_texture_frequency():
 
 def test_the_synthetic_pretraining_source_is_evaluated_where_fine_tuning_ends():
     from prism_tf.data import load_source
-    train, test = load_source("synthetic", name="pretraining", seed=1, image_size=16)
+    train, test = load_source("synthetic", family="pretraining", seed=1, image_size=16)
     objects_train, objects_test = load_source("synthetic", seed=1, image_size=16)
     assert (train.name, train.num_classes, len(train)) == ("synthetic-pretraining/all", 200,
                                                            8000)
     np.testing.assert_array_equal(test.pixels, objects_test.pixels)
     assert objects_train.num_classes == 100
-    with pytest.raises(DataError, match="name must be '' \\(objects\\) or 'pretraining'"):
+    with pytest.raises(DataError, match="family must be one of \\('objects', 'pretraining'\\)"):
+        load_source("synthetic", family="cars")
+    with pytest.raises(DataError, match="does not read name"):
         load_source("synthetic", name="cars")
 
 

@@ -215,7 +215,7 @@ def test_mirrored_on_a_single_device_trains_as_the_default_strategy(tmp_path):
 
 def test_a_batch_the_replicas_cannot_share_evenly_is_refused_before_the_workdir(tmp_path):
     config = _pipeline_config("mirrored")
-    config.train.batch_size, config.data.samples_per_class = 33, 3
+    config.train.batch_size, config.sampling.samples_per_class = 33, 3
     with pytest.raises(experiment.ConfigError, match="a multiple of the 2 replicas"):
         train(config, str(tmp_path / "run"), verbose=0)
     assert not (tmp_path / "run").exists()

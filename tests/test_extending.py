@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.markdown import python_blocks, section, shell_blocks
@@ -19,8 +20,15 @@ def _example(title: str) -> str:
     return block
 
 
+def _environment(folder: Path) -> dict:
+    """The examples' commands as a user runs them: the config module beside
+    them importable, the pipelines' commands on PATH."""
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(folder),
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+
 def test_every_example_is_run_by_a_test():
-    assert len(python_blocks(GUIDE)) == 2
+    assert len(python_blocks(GUIDE)) == 3
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])
@@ -55,11 +63,10 @@ print("kept", history.history["kept_fraction"][0])
 def test_the_batch_loss_example_trains_and_evaluates_from_its_config(tmp_path):
     (tmp_path / "my_config.py").write_text(_example("A batch loss"))
     train_command, evaluate_command = shell_blocks(section(GUIDE, "A batch loss"))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(tmp_path),
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     for command in (train_command, evaluate_command):
         result = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=tmp_path,
-                                env=env, capture_output=True, text=True, timeout=600)
+                                env=_environment(tmp_path), capture_output=True, text=True,
+                                timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
     config = json.loads((tmp_path / "runs" / "cosine" / "config.json").read_text())
     assert config["loss"]["name"] == "cosine_margin"
@@ -67,3 +74,24 @@ def test_the_batch_loss_example_trains_and_evaluates_from_its_config(tmp_path):
     trained = json.loads((tmp_path / "runs" / "cosine" / "metrics.json").read_text())
     assert json.loads(result.stdout)["precision_at_1"] == pytest.approx(
         trained["precision_at_1"], abs=1e-6)
+
+
+def test_the_data_source_example_trains_from_its_config(tmp_path):
+    from prism_tf.data.synthetic import make_synthetic_images
+
+    images, labels = make_synthetic_images(num_classes=32, images_per_class=8, seed=3)
+    np.savez(tmp_path / "images.npz", images=images, labels=labels * 10)   # any label values
+    (tmp_path / "npz_config.py").write_text(_example("A data source"))
+    [command] = shell_blocks(section(GUIDE, "A data source"))
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=tmp_path,
+                            env=_environment(tmp_path), capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((tmp_path / "runs" / "npz" / "config.json").read_text())
+    assert config["data"]["source"] == "npz"
+    assert config["data"]["npz"] == {"path": "images.npz"}
+    data = json.loads((tmp_path / "runs" / "npz" / "data.json").read_text())
+    assert (data["train"]["classes"], data["train"]["samples"]) == (16, 128)
+    assert (data["test"]["name"], data["test"]["samples"]) == ("npz/test", 128)
+    metrics = json.loads((tmp_path / "runs" / "npz" / "metrics.json").read_text())
+    assert metrics["step"] == 20 and 0.0 < metrics["precision_at_1"] <= 1.0

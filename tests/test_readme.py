@@ -122,7 +122,7 @@ def test_the_own_config_snippet_trains_from_any_folder(tmp_path):
     # As written, but on images this test made and for 2 steps; from a folder
     # outside the checkout, through the installed module name.
     result = _bash(f"python -m prism_tf.pipelines.train {command.split(' ', 1)[1]} "
-                   f"--config.data.data_dir={tmp_path / 'images'} --config.train.steps=2 "
+                   f"--config.data.folder.data_dir={tmp_path / 'images'} --config.train.steps=2 "
                    "--config.train.eval_every=2 --config.train.batch_size=8 "
                    "--config.memory.size=64 --verbose=0", tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

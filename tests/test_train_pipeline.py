@@ -200,12 +200,17 @@ def test_a_workdir_of_another_experiment_is_refused_untouched(finished_run):
     ("train.eval_every", 0, r"config.train.eval_every = 0: expected a positive number"),
     ("train.learning_rate", 0.0, r"config.train.learning_rate = 0.0: expected a learning rate"),
     ("train.learning_rate", 30.0, r"config.train.learning_rate = 30.0: expected a learning rate"),
-    ("data.std", (0.0, 0.0, 0.0), r"config.data.std = \(0.0, 0.0, 0.0\): expected values > 0"),
+    ("preprocessing.std", (0.0, 0.0, 0.0),
+     r"config.preprocessing.std = \(0.0, 0.0, 0.0\): expected values > 0"),
     ("eval.recall_at", (0,), r"config.eval.recall_at = \(0,\): expected integers >= 1"),
     ("eval.batch_size", 0, r"config.eval.batch_size = 0: expected a positive batch size"),
-    ("data.eval_resize", 0.5, r"config.data.eval_resize = 0.5: expected a factor >= 1"),
-    ("data.crop_scale", (0.0, 1.0), r"config.data.crop_scale = \(0.0, 1.0\): expected \(low, high\)"),
-    ("data.source", "folder", r"config.data.data_dir = '': expected the folder of your class folders"),
+    ("preprocessing.eval_resize", 0.5,
+     r"config.preprocessing.eval_resize = 0.5: expected a factor >= 1"),
+    ("preprocessing.crop_scale", (0.0, 1.0),
+     r"config.preprocessing.crop_scale = \(0.0, 1.0\): expected \(low, high\)"),
+    ("data.source", "folder",
+     r"config.data.folder.data_dir = '': expected the folder of your class folders"),
+    ("data.source", "npz", r"config.data.source = 'npz': expected one of \['csv', "),
     ("data.injected_noise.kind", "uniform", r"config.data.injected_noise.kind = 'uniform'"),
     ("model.weights", "no/such.weights.h5",
      r"config.model.weights = 'no/such.weights.h5': expected '', 'imagenet' or an existing"),
@@ -215,16 +220,18 @@ def test_a_workdir_of_another_experiment_is_refused_untouched(finished_run):
     ("memory.weight", -1.0, r"config.memory.weight = -1.0: expected a weight >= 0"),
     ("memory.weight", float("nan"), r"config.memory.weight = nan: expected finite numbers"),
     ("loss.mcl.margin", float("nan"), r"config.loss.mcl.margin = nan: expected finite"),
-    ("data.mean", (0.5, float("inf"), 0.5), r"config.data.mean = \(0.5, inf, 0.5\)"),
+    ("preprocessing.mean", (0.5, float("inf"), 0.5),
+     r"config.preprocessing.mean = \(0.5, inf, 0.5\)"),
     ("train.batch_size", 0, r"config.train.batch_size = 0: expected a positive batch size"),
     ("train.connect_timeout_s", 0.0, r"config.train.connect_timeout_s = 0.0: expected a "
                                      "positive number of seconds"),
-    ("data.crop_scale", (0.5,), r"config.data.crop_scale = \(0.5,\): expected \(low, high\)"),
+    ("preprocessing.crop_scale", (0.5,),
+     r"config.preprocessing.crop_scale = \(0.5,\): expected \(low, high\)"),
     ("data.seed", -1, r"config.data.seed = -1: expected an integer >= 0"),
     ("selector.min_separability", 0.4,
      r"config.selector.min_separability = 0.4: expected a value in \[0.5, 1\]"),
-    ("data.samples_per_class", 1,
-     r"config.data.samples_per_class = 1: expected at least 2: the pair and triplet"),
+    ("sampling.samples_per_class", 1,
+     r"config.sampling.samples_per_class = 1: expected at least 2: the pair and triplet"),
     ("eval.recall_at", (1, 100000),
      r"config.eval.recall_at = \(1, 100000\): expected values below 3999, the other images"),
 ])
@@ -428,13 +435,13 @@ def _with(config, **changes):
 @pytest.mark.parametrize("changes,match", [
     ({"selector__window_size": 0}, "window_size"),
     ({"model__encoder": "NoSuchNet"}, "unknown encoder 'NoSuchNet'"),
-    ({"selector__scoring": "bogus"}, "scoring must be one of"),
+    ({"selector__scoring": "bogus"}, "scoring = 'bogus': expected one of the names"),
     ({"selector__scoring": "proxies"},
      r"PrismSelector\(scoring='proxies'\) scores with the batch loss's proxies; "
      "MemoryContrastiveLoss has none"),
     ({"memory__start_step": -1}, "memory_start_step must be"),
     ({"train__batch_size": 512, "memory__size": 4096}, "need 128 classes; the labels have 100"),
-    ({"data__train_list": "x.csv"}, "source 'synthetic' does not read train_list"),
+    ({"data__synthetic__family": "cars"}, "family must be one of"),
     ({"loss__name": "soft_triple", "loss__soft_triple__gamma": 0.0},
      "SoftTripleLoss: gamma must be a finite number > 0; got 0.0"),
     ({"loss__name": "proxy_anchor", "loss__proxy_anchor__alpha": -2.0},
@@ -451,7 +458,7 @@ def test_a_one_class_folder_leaves_no_workdir(tmp_path):
 
     data_helpers.image_folder(tmp_path / "images", images_per_class=(3,))
     config = _with(_small_config(), data__source="folder",
-                   data__data_dir=str(tmp_path / "images"))
+                   data__folder__data_dir=str(tmp_path / "images"))
     with pytest.raises(ValueError):
         train(config, str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
@@ -462,8 +469,9 @@ def test_an_evaluation_split_of_single_images_is_refused_before_work(tmp_path):
 
     data_helpers.image_folder(tmp_path / "train", images_per_class=(4, 4, 4, 4))
     data_helpers.image_folder(tmp_path / "test", images_per_class=(1, 1, 1), seed=1)
-    config = _with(_small_config(), data__source="folder", data__data_dir=str(tmp_path / "train"),
-                   data__test_dir=str(tmp_path / "test"), train__batch_size=8)
+    config = _with(_small_config(), data__source="folder",
+                   data__folder__data_dir=str(tmp_path / "train"),
+                   data__folder__test_dir=str(tmp_path / "test"), train__batch_size=8)
     with pytest.raises(experiment.ConfigError, match="no class with 2 or more images"):
         train(config, str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
@@ -546,7 +554,7 @@ def test_a_config_json_edited_after_the_run_started_is_refused(finished_run, tmp
     if edit == "seed":
         config["data"]["seed"] = 7
     elif edit == "image size":
-        config["data"]["image_size"] = 48
+        config["preprocessing"]["image_size"] = 48
     else:
         del config["eval"]["recall_at"]
     (workdir / "config.json").write_text(json.dumps(config))
@@ -614,8 +622,9 @@ def test_undecodable_images_are_skipped_and_recorded_or_refused_in_strict_mode(t
     data_helpers.image_folder(tmp_path / "train", images_per_class=(4, 4, 4))
     data_helpers.image_folder(tmp_path / "test", images_per_class=(3, 3), seed=1)
     damaged = data_helpers.damage_png_body(tmp_path / "train" / "class_2" / "img_1.png")
-    config = _with(_small_config(), data__source="folder", data__data_dir=str(tmp_path / "train"),
-                   data__test_dir=str(tmp_path / "test"), train__batch_size=8,
+    config = _with(_small_config(), data__source="folder",
+                   data__folder__data_dir=str(tmp_path / "train"),
+                   data__folder__test_dir=str(tmp_path / "test"), train__batch_size=8,
                    train__steps=2, train__eval_every=2, memory__size=64,
                    eval__recall_at=(1, 2, 4))   # 6 test images: Recall@8 would see them all
     train(config, str(tmp_path / "w"), verbose=0)
@@ -635,7 +644,7 @@ def test_the_own_data_config_trains_on_a_folder_of_class_folders(tmp_path, capsy
     from tests import data_helpers
 
     data_helpers.image_folder(tmp_path / "images", images_per_class=(4,) * 32)
-    config = _with(own_data.get_config(), data__data_dir=str(tmp_path / "images"),
+    config = _with(own_data.get_config(), data__folder__data_dir=str(tmp_path / "images"),
                    selector__noise_rate=noise_rate, train__steps=4, train__eval_every=2)
     metrics = train(config, str(tmp_path / "w"), verbose=0)
     assert metrics["step"] == 4 and 0.0 <= metrics["precision_at_1"] <= 1.0
@@ -654,7 +663,8 @@ def test_the_own_data_config_trains_on_a_folder_of_class_folders(tmp_path, capsy
         assert "clean_probability/all" in tags and "clean_probability/clean" not in tags
     out = capsys.readouterr().out
     assert "used as given (no noise injected)" in out
-    assert "all resized to 64x64 (data.image_size)" in out and "no flips (data.flip)" in out
+    assert "all resized to 64x64 (preprocessing.image_size)" in out
+    assert "no flips (preprocessing.flip)" in out
 
 
 @pytest.mark.parametrize("flags,message", [
@@ -712,8 +722,8 @@ def _csv_data(root: Path) -> Path:
 def test_csv_lists_and_the_paths_in_them_are_relative_to_data_dir(tmp_path, monkeypatch):
     root = _csv_data(tmp_path / "data")
     monkeypatch.chdir(tmp_path)   # not where the lists are
-    config = _with(_small_config(), data__source="csv", data__data_dir=str(root),
-                   data__train_list="train.csv", data__test_list="test.csv",
+    config = _with(_small_config(), data__source="csv", data__csv__data_dir=str(root),
+                   data__csv__train_list="train.csv", data__csv__test_list="test.csv",
                    data__injected_noise__kind="none", train__batch_size=8, train__steps=2,
                    train__eval_every=2, memory__size=64)
     metrics = train(config, str(tmp_path / "w"), verbose=0)
@@ -723,8 +733,9 @@ def test_csv_lists_and_the_paths_in_them_are_relative_to_data_dir(tmp_path, monk
 
 
 def _csv_config(root: Path, **changes):
-    return _with(_small_config(), data__source="csv", data__data_dir=str(root),
-                 data__train_list="train.csv", data__test_list="test.csv", train__batch_size=8,
+    return _with(_small_config(), data__source="csv", data__csv__data_dir=str(root),
+                 data__csv__train_list="train.csv", data__csv__test_list="test.csv",
+                 train__batch_size=8,
                  train__steps=2, train__eval_every=2, memory__size=64, **changes)
 
 
@@ -762,7 +773,8 @@ def test_repeated_images_are_left_out_and_said_and_shared_ones_refused(tmp_path,
         capsys.readouterr().out.replace(str(root) + "/", "")
     # The training images as the evaluation split: refused before any work.
     config = _with(_small_config(), data__source="folder",
-                   data__data_dir=str(root / "images"), data__test_dir=str(root / "images"),
+                   data__folder__data_dir=str(root / "images"),
+                   data__folder__test_dir=str(root / "images"),
                    train__batch_size=8, memory__size=64)
     with pytest.raises(ValueError, match=r"24 images of the evaluation split .* are in the "
                                          r"training split .* too \(the same file or the same"):
@@ -776,8 +788,9 @@ def test_a_missing_list_is_one_line(tmp_path, module):
     target = ["--workdir", str(tmp_path / "w")] if module == "pipelines.train" else [
         "--root", str(tmp_path / "w"), "--methods=semihard", "--noise=none:0", "--seeds=0"]
     result = _run([sys.executable, "-m", module, "--config=configs/own_data.py",
-                   "--config.data.source=csv", f"--config.data.data_dir={root}",
-                   "--config.data.train_list=nope.csv", "--config.data.test_list=test.csv",
+                   "--config.data.source=csv", f"--config.data.csv.data_dir={root}",
+                   "--config.data.csv.train_list=nope.csv",
+                   "--config.data.csv.test_list=test.csv",
                    *target])
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (

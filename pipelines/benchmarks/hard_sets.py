@@ -19,7 +19,7 @@ once, at the end), with disjoint classes and images:
 
 Each set is a folder `ROOT/<set>-<half>` holding `images/*.png`,
 `train.csv` and `test.csv` ('path,label' lines), trained with
-`--config=configs/noise_benchmark.py:hard --config.data.data_dir=<folder>`.
+`--config=configs/noise_benchmark.py:hard --config.data.csv.data_dir=<folder>`.
 """
 
 from pathlib import Path

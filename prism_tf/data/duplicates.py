@@ -72,7 +72,7 @@ def without_repeats(train: ImageSplit, test: ImageSplit) -> Tuple[ImageSplit, Im
             f"{shared.size} images of the evaluation split {test.name} are in the training "
             f"split {train.name} too (the same file or the same bytes), e.g. "
             f"{sample_name(test, shared[0])}: retrieval would be scored on training images. "
-            "Evaluate on other images (data.test_dir, data.test_list).")
+            "Evaluate on other images (data.folder.test_dir, data.csv.test_list).")
     kept = []
     for split, keys in ((train, train_keys), (test, test_keys)):
         repeated = repeats(keys)
