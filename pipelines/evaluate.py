@@ -15,7 +15,9 @@ import json
 
 from absl import app, flags
 
-from . import cli, experiment
+from . import cli
+from .factories import retrieval_on
+from .runs import Run
 
 FLAGS = flags.FLAGS
 
@@ -33,10 +35,11 @@ def _define_flags() -> None:
 def evaluate(workdir: str, saved_model: str = None, split: str = "test",
              chunk_size: int = 1024, backend: str = "tensorflow") -> dict:
     """Metrics of the checkpoint in `workdir`, or of `saved_model`, on `split`."""
-    config, _, embed = experiment.embedder(workdir, saved_model)
-    train_split, test_split = experiment.load_run_splits(workdir, config)
-    return experiment.retrieval_on(test_split if split == "test" else train_split, config,
-                                   embed, chunk_size, backend)
+    run = Run(workdir)
+    _, embed = run.embedder(saved_model)
+    train_split, test_split = run.splits()
+    return retrieval_on(test_split if split == "test" else train_split, run.config, embed,
+                        chunk_size, backend)
 
 
 def main(argv):

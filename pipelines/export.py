@@ -16,7 +16,9 @@ from typing import Optional
 
 from absl import app, flags
 
-from . import cli, experiment
+from . import cli
+from .checks import ConfigError
+from .runs import Run
 from prism_tf.export import export_saved_model
 
 FLAGS = flags.FLAGS
@@ -36,11 +38,12 @@ def _define_flags() -> None:
 def export_run(workdir: str, export_dir: str, version: Optional[int] = None,
                allow_unfinished: bool = False, tflite: bool = False) -> Path:
     """Exports the latest checkpoint of `workdir`; returns the version folder."""
-    config, preprocessing, model = experiment.restore_run(workdir)
-    step = int(model.optimizer.iterations.numpy())
-    if step < config.train.steps and not allow_unfinished:
-        raise experiment.ConfigError(
-            f"{workdir} is at step {step} of {config.train.steps}: not finished. "
+    run = Run(workdir)
+    preprocessing, model = run.restore()
+    step, steps = int(model.optimizer.iterations.numpy()), run.config.train.steps
+    if step < steps and not allow_unfinished:
+        raise ConfigError(
+            f"{workdir} is at step {step} of {steps}: not finished. "
             "Finish it (run the same train command again) or pass --allow_unfinished.")
     return export_saved_model(model.encoder, export_dir, preprocessing, version, tflite)
 

@@ -33,7 +33,8 @@ from absl import app, flags
 import numpy as np
 import tensorflow as tf
 
-from . import cli, experiment
+from . import cli
+from .runs import Run
 from prism_tf.data.pipeline import CorruptImageLog, sample_dataset
 from prism_tf.evaluation import embed_dataset
 from prism_tf.files import write_atomically
@@ -61,10 +62,12 @@ def training_embeddings(workdir: str, saved_model: Optional[str] = None):
     """(config, training split, preprocessing, index, embeddings) of a run:
     its training split (the labels it trained on) embedded in evaluation
     preprocessing by its checkpoint (under the run's strategy) or
-    `saved_model` (`experiment.embedder`); `index` [N] says which
+    `saved_model` (`Run.embedder`); `index` [N] says which
     sample of the split each embedding row is (unreadable images left out)."""
-    config, preprocessing, embed = experiment.embedder(workdir, saved_model)
-    split, _ = experiment.load_run_splits(workdir, config)
+    run = Run(workdir)
+    config = run.config
+    preprocessing, embed = run.embedder(saved_model)
+    split, _ = run.splits()
     preprocessing = preprocessing.for_split(split)
     samples = sample_dataset(split, CorruptImageLog(config.data.strict), preprocessing.channels)
     batches = (samples.filter(lambda s: s["ok"])

@@ -24,7 +24,7 @@ import numpy as np
 from ml_collections import config_flags
 import tensorflow as tf
 
-from . import cli, experiment
+from . import checks, cli, factories, runs
 from prism_tf.callbacks import CheckpointAtEpochEnd, RetrievalEvaluation, StepTensorBoard
 from prism_tf.cluster import lost_worker_error
 from prism_tf.data import ImageSplit
@@ -65,15 +65,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> 
     config or data error leaves no files that would block the corrected
     command.
     """
-    experiment.check_config(config)
+    checks.check_config(config)
     workdir = Path(workdir)
     # Every worker refuses another experiment's workdir, before the strategy
     # connects them (a worker that fails alone leaves the others waiting).
-    experiment.check_workdir(workdir, config)
+    runs.check_workdir(workdir, config)
     # First: MultiWorkerMirroredStrategy must exist before any other TF op.
-    strategy = experiment.distribution_strategy(config.train.strategy,
+    strategy = factories.distribution_strategy(config.train.strategy,
                                                config.train.connect_timeout_s)
-    experiment.check_batch_splits(config, strategy)
+    checks.check_batch_splits(config, strategy)
     # Every worker of a multi-worker run trains and saves checkpoints; the
     # chief writes the workdir, each other worker a scratch folder of its own,
     # deleted at the end.
@@ -90,20 +90,20 @@ def _train(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
            workdir: Path, outdir: Path, verbose: int) -> Dict[str, float]:
     """`train` writing to `outdir`: the workdir, or a non-chief worker's scratch
     folder (which resumes from the workdir's checkpoints all the same)."""
-    train_split, test_split = experiment.load_splits(config)
-    experiment.check_evaluation_split(test_split, config.eval.recall_at)
-    preprocessing = experiment.preprocessing(config).for_split(train_split)
-    report = experiment.data_report(config, train_split, test_split, preprocessing)
+    train_split, test_split = runs.load_splits(config)
+    checks.check_evaluation_split(test_split, config.eval.recall_at)
+    preprocessing = factories.preprocessing(config).for_split(train_split)
+    report = runs.data_report(config, train_split, test_split, preprocessing)
     # A resumed run must see the labels it started with (and the noise drawn
     # over the same samples).
-    experiment.check_recorded_data(workdir, report)
+    runs.check_recorded_data(workdir, report)
     keras.utils.set_random_seed(config.data.seed)
     # A run with a checkpoint resumes from it: the encoder's starting weights
     # (model.weights, model.init_from) are not needed again.
-    latest = experiment.latest_intact_checkpoint(workdir / "checkpoints")
-    start = None if latest else experiment.encoder_start(config)
+    latest = runs.latest_intact_checkpoint(workdir / "checkpoints")
+    start = None if latest else runs.encoder_start(config)
     with strategy.scope():
-        model = experiment.build_model(config, train_split.num_classes, preprocessing.channels,
+        model = factories.build_model(config, train_split.num_classes, preprocessing.channels,
                                        start)
 
     classes_per_batch = config.train.batch_size // config.sampling.samples_per_class
@@ -123,19 +123,19 @@ def _train(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
                                           "is_noisy": tf.cast(y["is_noisy"], tf.int32)}
                                  if train_split.ground_truth else {"labels": y["labels"]}))
 
-    resuming = experiment.claim_workdir(outdir, config)
+    resuming = runs.claim_workdir(outdir, config)
     write_atomically(outdir / "data.json", json.dumps(report, indent=2))
-    print("Config:", experiment.config_to_json(config))
-    print(experiment.data_message(train_split, test_split, config))
-    print(experiment.noise_message(train_split, config))
+    print("Config:", runs.config_to_json(config))
+    print(data_message(train_split, test_split, config))
+    print(noise_message(train_split, config))
     if start:
         # What the encoder started from, kept for good: a model.init_from run
         # may still be training, and a resumed run does not read it again.
         write_atomically(outdir / "encoder_start.json", json.dumps(start.record, indent=2))
         print(start.message(config.model.encoder))
-    print(experiment.strategy_message(strategy, config))
-    manager = experiment.checkpoint_manager(model, outdir)
-    removed = experiment.remove_stale_checkpoints(manager)
+    print(strategy_message(strategy, config))
+    manager = runs.checkpoint_manager(model, outdir)
+    removed = runs.remove_stale_checkpoints(manager)
     if removed:
         logging.info("Removed what an interrupted save left: %s", ", ".join(removed))
     if latest:
@@ -206,6 +206,46 @@ def _train(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
                                 json.dumps(metrics, indent=2, allow_nan=False))
     print(json.dumps(metrics, indent=2))
     return metrics
+
+
+def data_message(train: ImageSplit, test: ImageSplit,
+                 config: ml_collections.ConfigDict) -> str:
+    """What a run prints about its images: sizes found, and what becomes of them."""
+    options = config.preprocessing
+    size = options.image_size
+    flips = "random horizontal flips" if options.flip else "no flips"
+    return (f"Images: {train.name} {runs.size_text(train)}, {test.name} {runs.size_text(test)}; "
+            f"all resized to {size}x{size} (preprocessing.image_size). Training: random crops "
+            f"of {tuple(options.crop_scale)} of the area (preprocessing.crop_scale), {flips} "
+            f"(preprocessing.flip). Evaluation: shorter side to "
+            f"{round(size * options.eval_resize)}, centre crop (preprocessing.eval_resize)."
+            + "".join(f" Left out of {split.name}: {len(split.repeats_dropped)} images that "
+                      f"repeat an earlier one (same file or bytes), e.g. "
+                      f"{split.repeats_dropped[0]}; data.json lists them."
+                      for split in (train, test) if split.repeats_dropped))
+
+
+def noise_message(train: ImageSplit, config: ml_collections.ConfigDict) -> str:
+    """One line saying whether label noise was injected, and how much."""
+    report = train.noise
+    if report.kind == "none":
+        known = (f"; {report.num_noisy} labels known to be wrong" if report.num_noisy else "")
+        return f"Labels of {train.name} used as given (no noise injected{known})."
+    return (f"Injected {report.kind} label noise into {train.name}: {report.num_noisy} of "
+            f"{report.num_samples} labels ({report.realized_rate:.1%}) made wrong on purpose "
+            f"(data.injected_noise.kind={report.kind}, rate={config.data.injected_noise.rate}; "
+            "set data.injected_noise.kind=none to train on the labels as given).")
+
+
+def strategy_message(strategy: tf.distribute.Strategy,
+                     config: ml_collections.ConfigDict) -> str:
+    """One line saying where the training steps run."""
+    if config.train.strategy == "default":
+        return "Training on one device (train.strategy = 'default')."
+    replicas, batch = strategy.num_replicas_in_sync, config.train.batch_size
+    return (f"Training on {replicas} replicas (train.strategy = {config.train.strategy!r}; "
+            f"this worker's devices: {', '.join(strategy.extended.worker_devices)}): "
+            f"global batch {batch}, {batch // replicas} per replica.")
 
 
 def epochs(steps: int, eval_every: int, step: int) -> List[Tuple[int, int, int]]:

@@ -20,7 +20,7 @@ import pytest
 import tensorflow as tf
 
 from configs import default
-from pipelines import experiment
+from pipelines import checks, factories, runs
 from pipelines.evaluate import evaluate
 from pipelines.train import train
 from prism_tf import MemoryBank, PrismModel, PrismSelector, cluster, compat, losses
@@ -34,8 +34,8 @@ CLASSES, DIM, BATCH = 4, 8, 16
 
 def _mirrored():
     """The process's MirroredStrategy over the two logical CPUs (one per
-    process: see experiment.distribution_strategy)."""
-    strategy = experiment.distribution_strategy("mirrored")
+    process: see factories.distribution_strategy)."""
+    strategy = factories.distribution_strategy("mirrored")
     assert strategy.num_replicas_in_sync == 2
     return strategy
 
@@ -193,7 +193,7 @@ def test_train_pipeline_runs_mirrored_as_on_one_device(tmp_path):
 def test_mirrored_on_a_single_device_trains_as_the_default_strategy(tmp_path):
     # A one-GPU (or one-CPU) machine: MirroredStrategy with one replica still
     # synchronises in apply_gradients. A process of its own: this one's CPU is
-    # split in two, and one MirroredStrategy per process (experiment.py).
+    # split in two, and one MirroredStrategy per process (factories.distribution_strategy).
     metrics, outputs = {}, {}
     for strategy in ("default", "mirrored"):
         result = subprocess.run(
@@ -216,7 +216,7 @@ def test_mirrored_on_a_single_device_trains_as_the_default_strategy(tmp_path):
 def test_a_batch_the_replicas_cannot_share_evenly_is_refused_before_the_workdir(tmp_path):
     config = _pipeline_config("mirrored")
     config.train.batch_size, config.sampling.samples_per_class = 33, 3
-    with pytest.raises(experiment.ConfigError, match="a multiple of the 2 replicas"):
+    with pytest.raises(checks.ConfigError, match="a multiple of the 2 replicas"):
         train(config, str(tmp_path / "run"), verbose=0)
     assert not (tmp_path / "run").exists()
 
@@ -305,7 +305,7 @@ def test_two_workers_train_checkpoint_and_resume_as_one_device(tmp_path):
 
 def test_a_worker_refuses_another_experiments_workdir_as_the_chief_does(tmp_path):
     workdir = tmp_path / "run"
-    experiment.claim_workdir(workdir, _pipeline_config("multi_worker"))
+    runs.claim_workdir(workdir, _pipeline_config("multi_worker"))
     for returncode, stderr in _run_workers(workdir, tmp_path, steps=30):
         assert returncode != 0
         assert "differing keys: train.steps (20 -> 30)" in stderr

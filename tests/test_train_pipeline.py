@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 from configs import default
-from pipelines import experiment
+from pipelines import checks, factories, runs
 from pipelines.evaluate import evaluate
 from pipelines.export import export_run
 from prism_tf import losses
@@ -100,8 +100,8 @@ def test_a_run_writes_config_data_checkpoints_metrics_and_tensorboard(finished_r
     assert data["train"] == {"name": "synthetic/train", "classes": 100, "samples": 4000,
                              "image_sizes": "32x32", "skipped_undecodable": [],
                              "repeats_dropped": []}
-    train_split = experiment.load_splits(_small_config())[0]
-    assert fingerprint == experiment.fingerprint(train_split)
+    train_split = runs.load_splits(_small_config())[0]
+    assert fingerprint == runs.fingerprint(train_split)
     assert data["config_sha256"] == hashlib.sha256(
         (workdir / "config.json").read_bytes()).hexdigest()
     assert data["noise"]["realized_rate"] == 0.5 and data["noise"]["requested_rate"] == 0.5
@@ -242,7 +242,7 @@ def test_bad_config_values_are_refused_before_any_work(tmp_path, key, value, mat
     for part in section.split("."):
         parent = parent[part]
     parent[name] = value
-    with pytest.raises(experiment.ConfigError, match=match):
+    with pytest.raises(checks.ConfigError, match=match):
         train(config, str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
 
@@ -267,7 +267,7 @@ def test_every_config_has_the_shared_keys_and_passes_its_checks(name):
         for part in section.split("."):
             parent = parent[part]
         assert field in parent, key
-    experiment.check_config(config)
+    checks.check_config(config)
 
 
 def test_evaluate_checkpoint_and_exported_model_reproduce_the_run(finished_run, tmp_path):
@@ -298,14 +298,14 @@ def _back_to_step_20(finished, workdir: Path) -> Path:
 
 def test_an_unfinished_run_is_exported_only_when_allowed(finished_run, tmp_path):
     workdir = _back_to_step_20(finished_run[0], tmp_path / "unfinished")
-    with pytest.raises(experiment.ConfigError, match="at step 20 of 40: not finished"):
+    with pytest.raises(checks.ConfigError, match="at step 20 of 40: not finished"):
         export_run(str(workdir), str(tmp_path / "models"))
     assert not (tmp_path / "models" / "1").exists()
     assert export_run(str(workdir), str(tmp_path / "models"), allow_unfinished=True).name == "1"
 
 
 def test_evaluate_and_export_refuse_a_folder_that_is_no_run(tmp_path):
-    with pytest.raises(experiment.ConfigError, match="not a training workdir: no config.json"):
+    with pytest.raises(checks.ConfigError, match="not a training workdir: no config.json"):
         evaluate(str(tmp_path))
     result = _run([sys.executable, "-m", "pipelines.export", f"--workdir={tmp_path}",
                    f"--export_dir={tmp_path / 'models'}"])
@@ -316,7 +316,7 @@ def test_evaluate_and_export_refuse_a_folder_that_is_no_run(tmp_path):
 def test_every_loss_name_builds_its_loss(name):
     config = _small_config()
     config.loss.name = name
-    model = experiment.build_model(config, 10, 3, experiment.encoder_start(config))
+    model = factories.build_model(config, 10, 3, runs.encoder_start(config))
     assert isinstance(model.batch_loss, {**losses.LOSSES, **PROXY_LOSSES}[name])
     for argument, value in config.loss[name].items():
         assert model.batch_loss.get_config()[argument] == value, argument
@@ -330,7 +330,7 @@ def test_a_proxysim_run_checkpoints_its_proxies_and_their_optimizer(tmp_path):
     config.loss.soft_triple.centers_per_class = 2
     metrics = train(config, str(tmp_path), verbose=0)
     assert np.isfinite([metrics["precision_at_1"], metrics["noise_estimate"]]).all()
-    _, _, model = experiment.restore_run(str(tmp_path))
+    _, model = runs.Run(str(tmp_path)).restore()
     assert int(model.proxy_optimizer.iterations.numpy()) == 40
     checkpoint = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
     saved = [name for name, _ in tf.train.list_variables(checkpoint)
@@ -346,20 +346,20 @@ def _encoder_values(model):
 
 def test_fine_tuning_starts_from_a_runs_checkpoint_or_export(finished_run, tmp_path):
     workdir = finished_run[0]
-    trained = _encoder_values(experiment.restore_run(str(workdir))[2])
+    trained = _encoder_values(runs.Run(str(workdir)).restore()[1])
     export_run(str(workdir), str(tmp_path / "models"))
     for source in (workdir, tmp_path / "models", tmp_path / "models" / "1"):
         config = _small_config()
         config.model.init_from = str(source)
         # Another label set (fine-tuning on new classes): only the encoder is taken.
-        start = experiment.encoder_start(config)
-        started = _encoder_values(experiment.build_model(config, 7, 3, start))
+        start = runs.encoder_start(config)
+        started = _encoder_values(factories.build_model(config, 7, 3, start))
         assert len(started) == len(trained)
         for a, b in zip(started, trained):
             np.testing.assert_array_equal(a, b)
     config = _small_config()
     config.model.init_from = str(workdir)
-    assert not np.array_equal(_encoder_values(experiment.build_model(config, 7, 3, None))[0],
+    assert not np.array_equal(_encoder_values(factories.build_model(config, 7, 3, None))[0],
                               trained[0])
 
 
@@ -374,10 +374,10 @@ def test_fine_tuning_from_another_architecture_or_a_non_run_is_one_error(finishe
         train(config, str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
     config.model.init_from = str(tmp_path)
-    with pytest.raises(experiment.ConfigError, match="neither a training workdir"):
+    with pytest.raises(checks.ConfigError, match="neither a training workdir"):
         train(config, str(tmp_path / "w"))
     config.model.weights = "imagenet"
-    with pytest.raises(experiment.ConfigError, match="start from one or the other"):
+    with pytest.raises(checks.ConfigError, match="start from one or the other"):
         train(config, str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
 
@@ -387,18 +387,18 @@ def test_the_pretrained_benchmark_config_fine_tunes_from_a_pretraining_run(
     from configs import noise_benchmark
     monkeypatch.chdir(tmp_path)   # where no runs/synthetic-pretraining exists
     config = noise_benchmark.get_config("pretrained")
-    experiment.check_config(config)
-    with pytest.raises(experiment.ConfigError, match="config.model.init_from = "
+    checks.check_config(config)
+    with pytest.raises(checks.ConfigError, match="config.model.init_from = "
                                                      "'runs/synthetic-pretraining': expected"):
-        experiment.check_encoder_start(config)
+        checks.check_encoder_start(config)
     config.model.init_from = str(finished_run[0])   # the same small CNN
-    start = experiment.encoder_start(config)
+    start = runs.encoder_start(config)
     assert start.message("small_cnn") == (
         f"Encoder small_cnn: starts from the encoder of {finished_run[0]}, its step 40 "
         "(model.init_from; fine-tuning).")
     assert (config.memory.start_step, config.selector.window_size) == (0, 30)
-    model = experiment.build_model(config, 100, 3, start)
-    trained = experiment.restore_run(str(finished_run[0]))[2]
+    model = factories.build_model(config, 100, 3, start)
+    trained = runs.Run(str(finished_run[0])).restore()[1]
     np.testing.assert_array_equal(model.encoder.variables[0].numpy(),
                                   trained.encoder.variables[0].numpy())
 
@@ -472,7 +472,7 @@ def test_an_evaluation_split_of_single_images_is_refused_before_work(tmp_path):
     config = _with(_small_config(), data__source="folder",
                    data__folder__data_dir=str(tmp_path / "train"),
                    data__folder__test_dir=str(tmp_path / "test"), train__batch_size=8)
-    with pytest.raises(experiment.ConfigError, match="no class with 2 or more images"):
+    with pytest.raises(checks.ConfigError, match="no class with 2 or more images"):
         train(config, str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
 
@@ -559,7 +559,7 @@ def test_a_config_json_edited_after_the_run_started_is_refused(finished_run, tmp
         del config["eval"]["recall_at"]
     (workdir / "config.json").write_text(json.dumps(config))
     for use in (evaluate, lambda w: export_run(w, str(tmp_path / "models"))):
-        with pytest.raises(experiment.ConfigError, match="config.json was changed after the "
+        with pytest.raises(checks.ConfigError, match="config.json was changed after the "
                                                          "run started"):
             use(str(workdir))
     assert not (tmp_path / "models").exists()
@@ -579,7 +579,7 @@ def test_fine_tuning_resumes_from_its_own_checkpoint_once_its_source_is_gone(fin
     assert train(config, str(tmp_path / "tuned"), verbose=0) == pytest.approx(metrics)
     assert json.loads((tmp_path / "tuned" / "encoder_start.json").read_text()) == recorded
     # A new run still needs the source, and says so before it writes anything.
-    with pytest.raises(experiment.ConfigError, match="config.model.init_from = .*expected ''"):
+    with pytest.raises(checks.ConfigError, match="config.model.init_from = .*expected ''"):
         train(config, str(tmp_path / "new"), verbose=0)
     assert not (tmp_path / "new").exists()
 
@@ -692,7 +692,7 @@ def test_a_workdir_that_cannot_be_written_is_one_line(tmp_path, where, message):
     (tmp_path / "a_file").write_text("x")
     workdir = {"file": tmp_path / "a_file", "under_file": tmp_path / "a_file" / "w",
                "read_only": Path("/sys/prism_tf_test")}[where]
-    with pytest.raises(experiment.ConfigError, match=message):
+    with pytest.raises(checks.ConfigError, match=message):
         train(_small_config(), str(workdir), verbose=0)
 
 
@@ -752,7 +752,7 @@ def test_a_run_keeps_the_labels_it_started_with(tmp_path):
     for use in (lambda: train(config, str(tmp_path / "w"), verbose=0),
                 lambda: evaluate(str(tmp_path / "w")),
                 lambda: find_noisy_labels(str(tmp_path / "w"), grid=0)):
-        with pytest.raises(experiment.ConfigError, match=r"was started on other data than its "
+        with pytest.raises(checks.ConfigError, match=r"was started on other data than its "
                            r"config gives now \(train: 12 samples then, 11 now"):
             use()
     assert (tmp_path / "w" / "data.json").read_text() == data

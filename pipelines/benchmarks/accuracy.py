@@ -37,7 +37,8 @@ import keras
 import ml_collections
 from ml_collections import config_flags
 
-from .. import cli, experiment
+from .. import cli, factories
+from ..runs import encoder_start, load_splits
 from .common import mean_std
 from ..train import train
 from prism_tf.files import write_atomically
@@ -110,13 +111,13 @@ def run_config(base: ml_collections.ConfigDict, run: Run,
 
 def untrained_metrics(config: ml_collections.ConfigDict) -> Dict[str, float]:
     """Test-split retrieval metrics of the encoder as `train` would initialise it."""
-    train_split, test_split = experiment.load_splits(config)
+    train_split, test_split = load_splits(config)
     keras.utils.set_random_seed(config.data.seed)
-    preprocessing = experiment.preprocessing(config).for_split(train_split)
-    model = experiment.build_model(config, train_split.num_classes, preprocessing.channels,
-                                   experiment.encoder_start(config))
-    return experiment.retrieval_on(test_split, config,
-                                   lambda images: model(images, training=False))
+    preprocessing = factories.preprocessing(config).for_split(train_split)
+    model = factories.build_model(config, train_split.num_classes, preprocessing.channels,
+                                  encoder_start(config))
+    return factories.retrieval_on(test_split, config,
+                                  lambda images: model(images, training=False))
 
 
 def parse_noise(setting: str) -> Tuple[str, float]:
