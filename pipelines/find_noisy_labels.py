@@ -4,9 +4,10 @@ r"""List the training labels a trained run finds suspicious, most suspicious fir
 
 Embeds the run's training split (evaluation preprocessing; the labels the
 run trained on, injected noise included) and scores every sample's label
-(`prism_tf.label_issues`) twice: its clean probability against the class
-centres of the whole split, leaving the sample out (PRISM's score, at
---temperature), and its agreement with its --neighbours nearest samples'
+(`prism_tf.label_issues`) twice: its clean probability against the whole
+split, leaving the sample out (PRISM's score through the selector's
+--scoring: class centres by default, `vmf`, or `proxies` for a run trained
+with a proxy loss, from its checkpoint; at --temperature), and its agreement with its --neighbours nearest samples'
 labels. The clean score is their product (--neighbours=0: the clean
 probability alone). Writes beside the run (or to --output):
 - `noisy_labels.csv`: rank, sample (index in the split), path (file
@@ -41,6 +42,7 @@ from prism_tf.files import write_atomically
 from prism_tf.label_issues import (clean_probabilities, neighbour_agreement,
                                    ranking_metrics)
 from prism_tf.monitoring import displayable, image_grid
+from prism_tf.scoring import SCORINGS, ProxySimilarity, Scoring
 
 FLAGS = flags.FLAGS
 TOP_K = (10, 100, 1000)
@@ -56,6 +58,8 @@ def _define_flags() -> None:
     flags.DEFINE_integer("neighbours", 10, "Nearest neighbours whose labels are compared "
                          "(0: class centres only).")
     flags.DEFINE_float("temperature", 0.1, "Divides the class-centre logits.")
+    flags.DEFINE_enum("scoring", "centers", sorted(SCORINGS),
+                      "How a sample is scored against each class (prism_tf.scoring).")
 
 
 def training_embeddings(workdir: str, saved_model: Optional[str] = None):
@@ -77,13 +81,30 @@ def training_embeddings(workdir: str, saved_model: Optional[str] = None):
     return config, split, preprocessing, index, embeddings
 
 
+def run_scoring(workdir: str, name: str, saved_model: Optional[str] = None) -> Scoring:
+    """The scoring `name` (`prism_tf.scoring.SCORINGS`) for a run's set;
+    ProxySim attached to the run's proxy loss, from its latest checkpoint
+    (an export holds the encoder only)."""
+    if name not in SCORINGS:
+        raise ValueError(f"--scoring={name}: expected one of {sorted(SCORINGS)}")
+    scoring = SCORINGS[name]()
+    if name == ProxySimilarity.name:
+        if saved_model:
+            raise ValueError(f"--scoring={name} reads the run's proxies from its checkpoint; "
+                             "an export holds the encoder only: leave out --saved_model")
+        scoring.attach(Run(workdir).restore()[1].batch_loss)
+    return scoring
+
+
 def clean_scores(embeddings: np.ndarray, labels: np.ndarray, num_classes: int,
-                 neighbours: int = 10, temperature: float = 0.1, chunk_size: int = 4096
+                 neighbours: int = 10, temperature: float = 0.1, chunk_size: int = 4096,
+                 scoring: Optional[Scoring] = None
                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(clean probability, neighbour agreement (1 with `neighbours` = 0),
-    clean score = their product, most likely label), each [N]."""
+    clean score = their product, most likely label), each [N]; `scoring`
+    None: class centres."""
     p_clean, most_likely = clean_probabilities(embeddings, labels, num_classes,
-                                               temperature, chunk_size)
+                                               temperature, chunk_size, scoring)
     agreement = (neighbour_agreement(embeddings, labels, neighbours) if neighbours
                  else np.ones_like(p_clean))
     return p_clean, agreement, p_clean * agreement, most_likely
@@ -92,7 +113,7 @@ def clean_scores(embeddings: np.ndarray, labels: np.ndarray, num_classes: int,
 def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
                       output: Optional[str] = None, grid: int = 64,
                       chunk_size: int = 4096, neighbours: int = 10,
-                      temperature: float = 0.1) -> Dict[str, float]:
+                      temperature: float = 0.1, scoring: str = "centers") -> Dict[str, float]:
     """Writes the ranked list, grid and summary; returns the summary.
 
     Each file is written atomically. The summary goes last and the old one
@@ -107,6 +128,7 @@ def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
              "a finite number > 0 (it divides the class-centre logits)")):
         if not ok:
             raise ValueError(f"--{flag}={value}: expected {expected}")
+    scorer = run_scoring(workdir, scoring, saved_model)
     _, split, preprocessing, index, embeddings = training_embeddings(workdir, saved_model)
     output = Path(output or workdir)
     labels = split.labels[index]
@@ -114,13 +136,14 @@ def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
         raise ValueError(f"--neighbours={neighbours}: expected 0 (class centres only) to "
                          f"{len(index) - 1} (the samples but one)")
     p_clean, agreement, score, most_likely = clean_scores(
-        embeddings, labels, split.num_classes, neighbours, temperature, chunk_size)
+        embeddings, labels, split.num_classes, neighbours, temperature, chunk_size, scorer)
     # Lowest clean score first; unscorable samples (NaN) last.
     order = np.argsort(np.where(np.isnan(score), np.inf, score), kind="stable")
     known = bool(split.is_noisy.any())
     summary = {"samples": int(len(index)), "left_out_unreadable": int(len(split) - len(index)),
                "unscorable_single_sample_classes": int(np.isnan(score).sum()),
-               "neighbours": neighbours, "temperature": temperature, "ground_truth": known}
+               "scoring": scoring, "neighbours": neighbours, "temperature": temperature,
+               "ground_truth": known}
     if known:
         scored = ~np.isnan(score)
         summary.update(ranking_metrics(1.0 - score[scored], split.is_noisy[index][scored],
@@ -176,7 +199,7 @@ def main(argv):
     with cli.one_line_errors():
         summary = find_noisy_labels(FLAGS.workdir, FLAGS.saved_model, FLAGS.output,
                                     FLAGS.grid, FLAGS.chunk_size, FLAGS.neighbours,
-                                    FLAGS.temperature)
+                                    FLAGS.temperature, FLAGS.scoring)
     print(json.dumps(summary, indent=2))
 
 

@@ -1,11 +1,11 @@
 """Which training labels look wrong, and how well a ranking finds them.
 
 `clean_probabilities` scores every sample of a labelled set as PRISM's
-selector scores a batch (softmax over class centres of cosine similarity,
-`PrismSelector`), but against the centres of the whole set instead of a
-memory, and leave-one-out: a sample never counts towards its own class's
-centre, which would otherwise pull small classes' scores up (a class of 5
-images would hold a fifth of each member's own embedding).
+selector scores a batch, through the same scorings (`prism_tf.scoring`:
+class centres by default, vMF-Sim, a proxy loss's proxies), but against the
+whole set instead of a memory, and leave-one-out: a sample never counts
+towards its own class, which would otherwise pull small classes' scores up
+(a class of 5 images would hold a fifth of each member's own embedding).
 `neighbour_agreement` is the local view the centres lack: the share of a
 sample's nearest neighbours that carry its label. A group of wrong labels
 from a class that has no centre (small-cluster noise: the source class is
@@ -18,14 +18,18 @@ cleanlab").
 first.
 """
 
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
+from prism_tf.memory_bank import MemoryBank
+from prism_tf.scoring import CenterSimilarity, Scoring
+
 
 def clean_probabilities(embeddings, labels, num_classes: int, temperature: float = 0.1,
-                        chunk_size: int = 4096) -> Tuple[np.ndarray, np.ndarray]:
+                        chunk_size: int = 4096, scoring: Optional[Scoring] = None
+                        ) -> Tuple[np.ndarray, np.ndarray]:
     """P(label is clean) and the most likely label of every sample.
 
     Args:
@@ -37,12 +41,16 @@ def clean_probabilities(embeddings, labels, num_classes: int, temperature: float
         on the benchmark runs, docs/BENCHMARKS.md); the selector's
         threshold works on either.
       chunk_size: samples scored at a time ([chunk, C] similarities).
+      scoring: a `prism_tf.scoring.Scoring` with a leave-one-out form
+        (`leave_one_out_logits`); None: `CenterSimilarity`. A proxy scoring
+        comes attached to its loss (`attach`).
 
     Returns:
-      p_clean: float64 [N]; NaN where the sample is the only one of its
-        class, so nothing else says what that class looks like.
-      most_likely: int64 [N], the class whose centre fits best (the own
-        class's centre leaving the sample out).
+      p_clean: float64 [N]; NaN where the own class takes no part without
+        the sample (it is the only one of its class, so nothing else says
+        what that class looks like).
+      most_likely: int64 [N], the class that scores best (the own class
+        leaving the sample out).
 
     >>> z = [[1., 0.], [1., 0.], [0., 1.], [0., 1.], [0., 1.]]
     >>> p, best = clean_probabilities(z, [0, 0, 1, 1, 0], num_classes=2)
@@ -57,24 +65,21 @@ def clean_probabilities(embeddings, labels, num_classes: int, temperature: float
         raise ValueError(f"clean_probabilities: labels must be in [0, {num_classes})")
     if z.shape.rank != 2 or z.shape[0] != labels.size:
         raise ValueError(f"clean_probabilities: embeddings {z.shape} for {labels.size} labels")
-    sums = tf.math.unsorted_segment_sum(z, labels, num_classes)
-    counts = tf.cast(tf.math.bincount(tf.cast(labels, tf.int32), minlength=num_classes,
-                                      maxlength=num_classes), tf.float32)
+    scoring = scoring or CenterSimilarity()
+    # The whole set as one memory: the scorings read their class statistics from it.
+    bank = MemoryBank(max(labels.size, 1), int(z.shape[1]), num_classes)
+    if labels.size:
+        bank.enqueue(z, labels)
     p_clean, most_likely = [], []
     for start in range(0, labels.size, chunk_size):
-        chunk, own = z[start:start + chunk_size], labels[start:start + chunk_size]
-        similarity_sums = tf.matmul(chunk, sums, transpose_b=True)   # [b, C]
+        own = tf.constant(labels[start:start + chunk_size], tf.int32)
+        logits, present = scoring.leave_one_out_logits(z[start:start + chunk_size], own, bank)
+        logits = tf.where(present, logits / temperature, -np.inf)
         own_onehot = tf.one_hot(own, num_classes) > 0
-        # Leave one out: the own class without this sample.
-        own_count = tf.gather(counts, own) - 1.0
-        class_counts = tf.where(own_onehot, own_count[:, None], counts[None, :])
-        similarity_sums -= tf.where(own_onehot, tf.reduce_sum(chunk * chunk, 1)[:, None], 0.0)
-        present = class_counts > 0
-        logits = tf.where(present, similarity_sums / tf.maximum(class_counts, 1.0) / temperature,
-                          -np.inf)
         own_logit = tf.reduce_sum(tf.where(own_onehot, logits, 0.0), axis=1)
         probability = tf.exp(own_logit - tf.reduce_logsumexp(logits, axis=1))
-        p_clean.append(tf.where(own_count > 0, probability, np.nan).numpy())
+        own_present = tf.reduce_any(own_onehot & present, axis=1)
+        p_clean.append(tf.where(own_present, probability, np.nan).numpy())
         most_likely.append(tf.argmax(logits, axis=1).numpy())
     if not p_clean:
         return np.zeros(0), np.zeros(0, np.int64)

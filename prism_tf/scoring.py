@@ -6,7 +6,9 @@ or all of them for proxies). `PrismSelector(scoring=NAME)` picks one from
 `SCORINGS`; a new scoring is a subclass with a `name` and one line there
 (docs/EXTENDING.md). A scoring that needs a part of the model (ProxySim
 needs the batch loss's proxies) takes it in `attach`, which `PrismModel`
-calls with its batch loss for every scoring alike.
+calls with its batch loss for every scoring alike. The noisy-label finder
+scores a whole set held as a bank, each sample without its own row
+(`leave_one_out_logits`), through the same classes.
 
 >>> bank = MemoryBank(size=4, dim=2, num_classes=2)
 >>> bank.enqueue([[1., 0.], [0., 1.]], [0, 1])
@@ -14,7 +16,7 @@ calls with its batch loss for every scoring alike.
 [[1.0, 0.0]]
 """
 
-from typing import Dict, Type
+from typing import Dict, Tuple, Type
 
 import tensorflow as tf
 
@@ -42,6 +44,17 @@ class Scoring:
         classes not `present` may hold anything finite."""
         raise NotImplementedError
 
+    def leave_one_out_logits(self, embeddings: tf.Tensor, labels: tf.Tensor,
+                             bank: MemoryBank) -> Tuple[tf.Tensor, tf.Tensor]:
+        """(logits [B, C], present bool [B, C]) of samples whose rows are in
+        `bank`, each scored as if its own row were not there (so a class
+        of 5 does not hold a fifth of each member's own embedding): how
+        `prism_tf.label_issues` scores a whole set. A scoring without this
+        form cannot be used by the finder."""
+        raise NotImplementedError(f"scoring {self.name!r} has no leave-one-out form "
+                                  "(Scoring.leave_one_out_logits): the label finder "
+                                  "cannot score a set with it")
+
 
 class CenterSimilarity(Scoring):
     """PRISM's AvgSim in its accelerated form: w_k . z with w_k the (not
@@ -52,6 +65,9 @@ class CenterSimilarity(Scoring):
 
     def logits(self, embeddings, bank):
         return _class_means(tf.matmul(embeddings, bank.class_sums, transpose_b=True), bank)
+
+    def leave_one_out_logits(self, embeddings, labels, bank):
+        return _leave_one_out_class_means(embeddings, labels, bank)
 
 
 class FullSimilarity(Scoring):
@@ -68,6 +84,10 @@ class FullSimilarity(Scoring):
             tf.transpose(row_similarity), segments, bank.num_classes + 1)[:-1])
         return _class_means(class_sums, bank)
 
+    def leave_one_out_logits(self, embeddings, labels, bank):
+        # The same numbers again; from the class sums, not [B, N] row similarities.
+        return _leave_one_out_class_means(embeddings, labels, bank)
+
 
 class VmfSimilarity(Scoring):
     """vMF-Sim (the journal version): a von Mises-Fisher distribution per
@@ -79,16 +99,21 @@ class VmfSimilarity(Scoring):
     name = "vmf"
 
     def logits(self, embeddings, bank):
-        class_sums, counts = bank.class_sums, tf.convert_to_tensor(bank.class_counts)
-        dim = int(class_sums.shape[-1])
-        norms = tf.norm(tf.cast(class_sums, tf.float64), axis=1)
-        kappa = vmf.concentration(tf.math.divide_no_nan(norms, tf.cast(counts, tf.float64)),
-                                  dim)
-        similarity = tf.matmul(embeddings, class_sums, transpose_b=True)
-        direction_similarity = tf.math.divide_no_nan(tf.cast(similarity, tf.float64),
-                                                     norms[None, :])
-        logits = vmf.log_normalizer(kappa, dim)[None, :] + kappa[None, :] * direction_similarity
-        return tf.cast(logits, tf.float32)
+        similarity = tf.matmul(embeddings, bank.class_sums, transpose_b=True)
+        return _vmf_logits(similarity, bank.class_sums[None], bank.class_counts[None])
+
+    def leave_one_out_logits(self, embeddings, labels, bank):
+        own = tf.one_hot(labels, bank.num_classes) > 0
+        counts = tf.convert_to_tensor(bank.class_counts)[None] - tf.cast(own, tf.int32)
+        own_similarity = tf.reduce_sum(embeddings * embeddings, 1, keepdims=True)
+        similarity = (tf.matmul(embeddings, bank.class_sums, transpose_b=True)
+                      - tf.where(own, own_similarity, 0.0))
+        # Only the own class's statistics change: its sum without the sample.
+        own_sums = tf.gather(bank.class_sums, labels) - embeddings
+        own_logit = _vmf_logits(tf.reduce_sum(tf.where(own, similarity, 0.0), 1, keepdims=True),
+                                own_sums[:, None], tf.reduce_sum(
+                                    tf.where(own, counts, 0), 1, keepdims=True))
+        return tf.where(own, own_logit, self.logits(embeddings, bank)), counts > 0
 
 
 class ProxySimilarity(Scoring):
@@ -111,12 +136,39 @@ class ProxySimilarity(Scoring):
     def present(self, bank):
         return tf.ones([bank.num_classes], tf.bool)
 
+    def leave_one_out_logits(self, embeddings, labels, bank):
+        # The proxies are no rows of the set: nothing to leave out.
+        logits = self.logits(embeddings, bank)
+        return logits, tf.ones_like(logits, tf.bool)
+
     def logits(self, embeddings, bank):
         if self.proxy_loss is None:
             raise ValueError(f"PrismSelector(scoring={self.name!r}): no proxy loss attached "
                              "(PrismModel attaches its batch loss; alone, call "
                              "selector.attach(proxy_loss))")
         return tf.cast(self.proxy_loss.class_similarity(embeddings), tf.float32)
+
+
+def _vmf_logits(similarity: tf.Tensor, class_sums: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
+    """log C_D(kappa) + kappa mu . z [B, C] from the similarities z . sum
+    [B, C] and each class's row sum [1 or B, C, D] and row count [1 or B, C]."""
+    dim = int(class_sums.shape[-1])
+    norms = tf.norm(tf.cast(class_sums, tf.float64), axis=-1)
+    kappa = vmf.concentration(tf.math.divide_no_nan(norms, tf.cast(counts, tf.float64)), dim)
+    direction_similarity = tf.math.divide_no_nan(tf.cast(similarity, tf.float64), norms)
+    return tf.cast(vmf.log_normalizer(kappa, dim) + kappa * direction_similarity, tf.float32)
+
+
+def _leave_one_out_class_means(embeddings: tf.Tensor, labels: tf.Tensor,
+                               bank: MemoryBank) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Mean similarity to each class's rows, the own class without the
+    sample's own row (its similarity to itself, z . z, taken out of the sum)."""
+    own = tf.one_hot(labels, bank.num_classes) > 0
+    counts = tf.cast(bank.class_counts, tf.float32)[None] - tf.cast(own, tf.float32)
+    similarity_sums = (tf.matmul(embeddings, bank.class_sums, transpose_b=True)
+                       - tf.where(own, tf.reduce_sum(embeddings * embeddings, 1, keepdims=True),
+                                  0.0))
+    return similarity_sums / tf.maximum(counts, 1.0), counts > 0
 
 
 def _class_means(class_sum_similarity: tf.Tensor, bank: MemoryBank) -> tf.Tensor:

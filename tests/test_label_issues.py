@@ -11,11 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from configs import default
+from pipelines import factories
 from pipelines.find_noisy_labels import clean_scores, find_noisy_labels
+from pipelines.runs import Run
 from pipelines.train import train
+from prism_tf import MemoryBank
 from prism_tf.label_issues import clean_probabilities, neighbour_agreement, ranking_metrics
+from prism_tf.scoring import SCORINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +53,29 @@ def test_clean_probabilities_match_a_leave_one_out_loop():
     np.testing.assert_allclose(p, p_ref, rtol=1e-4, atol=1e-6)
     assert np.isnan(p[0]) and np.isnan(p).sum() == 1
     np.testing.assert_array_equal(best, best_ref)
+
+
+@pytest.mark.parametrize("name", ["centers", "full", "vmf"])
+def test_each_scorings_leave_one_out_form_is_its_score_without_the_row(name):
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(24, 5)).astype("float32")
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    labels = rng.integers(0, 4, 24)
+    labels[0] = 4   # alone in its class; class 5 empty
+    scoring = SCORINGS[name]()
+    bank = MemoryBank(24, 5, 6)
+    bank.enqueue(z, labels)
+    logits, present = scoring.leave_one_out_logits(tf.constant(z), tf.constant(labels, tf.int32),
+                                                   bank)
+    for i in (0, 1, 7, 23):
+        others = np.arange(24) != i
+        without = MemoryBank(23, 5, 6)
+        without.enqueue(z[others], labels[others])
+        np.testing.assert_array_equal(present[i], scoring.present(without))
+        np.testing.assert_allclose(
+            tf.boolean_mask(logits[i], present[i]),
+            tf.boolean_mask(scoring.logits(z[i:i + 1], without)[0], present[i]),
+            rtol=1e-4, atol=1e-4)
 
 
 def test_clean_probabilities_refuse_labels_outside_the_classes():
@@ -205,3 +233,33 @@ def test_the_finder_scores_an_export_as_it_scores_the_checkpoint(trained_run, tm
     from_checkpoint = find_noisy_labels(str(trained_run), output=str(tmp_path / "ckpt"), grid=0)
     assert from_export == pytest.approx(from_checkpoint, abs=1e-4)
     assert not (tmp_path / "export" / "noisy_labels.png").exists()
+
+
+def test_the_finder_scores_through_vmf_and_a_proxy_runs_proxies(trained_run, tmp_path):
+    summary = find_noisy_labels(str(trained_run), output=str(tmp_path / "vmf"), grid=0,
+                                scoring="vmf")
+    assert summary["scoring"] == "vmf" and summary["roc_auc"] > 0.6
+    with pytest.raises(ValueError, match="MemoryContrastiveLoss has none"):
+        find_noisy_labels(str(trained_run), output=str(tmp_path / "p"), scoring="proxies")
+    config = default.get_config()
+    config.loss.name, config.selector.scoring = "soft_triple", "proxies"
+    config.loss.soft_triple.centers_per_class = 2
+    config.train.steps, config.train.eval_every = 20, 20
+    train(config, str(tmp_path / "proxy_run"), verbose=0)
+    summary = find_noisy_labels(str(tmp_path / "proxy_run"), output=str(tmp_path / "proxies"),
+                                grid=0, neighbours=0, scoring="proxies")
+    assert summary["scoring"] == "proxies" and summary["samples"] == 4000
+    # The probabilities are the softmax over the run's own proxies, at the label.
+    with (tmp_path / "proxies" / "noisy_labels.csv").open() as file:
+        rows = sorted(csv.DictReader(file), key=lambda row: int(row["sample"]))[:50]
+    _, model = Run(str(tmp_path / "proxy_run")).restore()
+    train_split, _ = Run(str(tmp_path / "proxy_run")).splits()
+    preprocessing = factories.preprocessing(config).for_split(train_split)
+    images = tf.stack([preprocessing.eval_view(image) for image in train_split.pixels[:50]])
+    logits = model.batch_loss.class_similarity(model(images, training=False)) / 0.1
+    expected = tf.nn.softmax(logits).numpy()[np.arange(50), train_split.labels[:50]]
+    np.testing.assert_allclose([float(row["clean_probability"]) for row in rows], expected,
+                               rtol=1e-3)
+    with pytest.raises(ValueError, match="an export holds the encoder only"):
+        find_noisy_labels(str(tmp_path / "proxy_run"), saved_model=str(tmp_path / "models"),
+                          scoring="proxies")
