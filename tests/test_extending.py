@@ -20,11 +20,16 @@ def _example(title: str) -> str:
     return block
 
 
-def _environment(folder: Path) -> dict:
-    """The examples' commands as a user runs them: the config module beside
-    them importable, the pipelines' commands on PATH."""
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(folder),
-            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+def _run_as_a_user(command: str, folder: Path) -> subprocess.CompletedProcess:
+    """One of the guide's commands, run as a user runs it from `folder`: the
+    config module there importable, the pipelines' commands on PATH; it must
+    succeed."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(folder),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=folder, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
 
 
 def test_every_example_is_run_by_a_test():
@@ -63,16 +68,13 @@ print("kept", history.history["kept_fraction"][0])
 def test_the_batch_loss_example_trains_and_evaluates_from_its_config(tmp_path):
     (tmp_path / "my_config.py").write_text(_example("A batch loss"))
     train_command, evaluate_command = shell_blocks(section(GUIDE, "A batch loss"))
-    for command in (train_command, evaluate_command):
-        result = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=tmp_path,
-                                env=_environment(tmp_path), capture_output=True, text=True,
-                                timeout=600)
-        assert result.returncode == 0, result.stderr[-3000:]
+    _run_as_a_user(train_command, tmp_path)
+    evaluated = _run_as_a_user(evaluate_command, tmp_path)
     config = json.loads((tmp_path / "runs" / "cosine" / "config.json").read_text())
     assert config["loss"]["name"] == "cosine_margin"
     assert config["loss"]["cosine_margin"] == {"margin": 0.7}
     trained = json.loads((tmp_path / "runs" / "cosine" / "metrics.json").read_text())
-    assert json.loads(result.stdout)["precision_at_1"] == pytest.approx(
+    assert json.loads(evaluated.stdout)["precision_at_1"] == pytest.approx(
         trained["precision_at_1"], abs=1e-6)
 
 
@@ -83,10 +85,7 @@ def test_the_data_source_example_trains_from_its_config(tmp_path):
     np.savez(tmp_path / "images.npz", images=images, labels=labels * 10)   # any label values
     (tmp_path / "npz_config.py").write_text(_example("A data source"))
     [command] = shell_blocks(section(GUIDE, "A data source"))
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=tmp_path,
-                            env=_environment(tmp_path), capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    _run_as_a_user(command, tmp_path)
     config = json.loads((tmp_path / "runs" / "npz" / "config.json").read_text())
     assert config["data"]["source"] == "npz"
     assert config["data"]["npz"] == {"path": "images.npz"}
