@@ -30,7 +30,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                 value = value[part]
             raise ConfigError(f"config.{key} = {value!r}: expected {expected}")
 
-    for key, value in _leaves(config.to_dict()):
+    for key, value in leaves(config.to_dict()):
         numbers = value if isinstance(value, (tuple, list)) else (value,)
         if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
             raise ConfigError(f"config.{key} = {value!r}: expected finite numbers")
@@ -107,11 +107,11 @@ def check_encoder_start(config: ml_collections.ConfigDict) -> None:
                           "existing training workdir or export folder")
 
 
-def _leaves(tree: dict, prefix: str = ""):
+def leaves(tree: dict, prefix: str = ""):
     """(dotted key, value) of every value of a nested dict."""
     for key, value in tree.items():
         if isinstance(value, dict):
-            yield from _leaves(value, f"{prefix}{key}.")
+            yield from leaves(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
 

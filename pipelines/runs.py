@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from prism_tf import PrismModel
+from prism_tf.configs.base import base_config
 from prism_tf.data import ImageSplit
 from prism_tf.data.duplicates import without_repeats
 from prism_tf.data.pipeline import Preprocessing, drop_undecodable
@@ -23,7 +24,7 @@ from prism_tf.export import exported_encoder_variables
 from prism_tf.files import write_atomically
 from prism_tf.replicas import embed_on_replicas
 
-from .checks import ConfigError, check_encoder_start
+from .checks import ConfigError, check_encoder_start, leaves
 from .factories import EncoderStart, build_model, distribution_strategy, preprocessing
 
 CONFIG_FILE = "config.json"
@@ -276,6 +277,27 @@ def _first_line(error: BaseException) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
+def _check_config_keys(workdir: Path, recorded: dict) -> None:
+    """Raises `ConfigError` naming the keys when a run's config.json has
+    other keys than this version's configs (a run of an earlier version,
+    or one whose loss, scoring or source a module registers that is not
+    imported here): rebuilding its model or data from it would fail, or
+    mean something else."""
+    expected = {key for key, _ in leaves(base_config().to_dict())}
+    found = {key for key, _ in leaves(recorded)}
+    if expected == found:
+        return
+    lacking, unknown = sorted(expected - found), sorted(found - expected)
+    listed = "; ".join(f"{what}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+                       for what, keys in (("keys it lacks", lacking),
+                                          ("keys this version does not know", unknown))
+                       if keys)
+    raise ConfigError(f"{workdir / CONFIG_FILE} does not have this version's config keys "
+                      f"({listed}): use the version of prism-tf that trained it "
+                      "(docs/CHANGELOG.md lists the renamed keys), or import the module that "
+                      "registers its loss or data source first")
+
+
 class Run:
     """A training workdir read back by the pipelines that follow training
     (evaluate, export, the label finder, fine-tuning from it): its resolved
@@ -294,7 +316,9 @@ class Run:
             raise ConfigError(f"{self.workdir / CONFIG_FILE} was changed after the run started "
                               "(data.json has the digest of the one it trained with): put "
                               "the original back; to try other settings, train a new run")
-        self.config = ml_collections.ConfigDict(_read_json(self.workdir / CONFIG_FILE))
+        recorded = _read_json(self.workdir / CONFIG_FILE)
+        _check_config_keys(self.workdir, recorded)
+        self.config = ml_collections.ConfigDict(recorded)
 
     @property
     def evaluation_strategy(self) -> str:

@@ -565,6 +565,26 @@ def test_a_config_json_edited_after_the_run_started_is_refused(finished_run, tmp
     assert not (tmp_path / "models").exists()
 
 
+def test_a_run_of_an_earlier_config_layout_is_refused_naming_the_keys(finished_run, tmp_path):
+    workdir = tmp_path / "old"
+    shutil.copytree(finished_run[0], workdir)
+    config = json.loads((workdir / "config.json").read_text())
+    # The layout before the data regroup: preprocessing and sampling keys under data.
+    config["data"].update(config.pop("preprocessing"), **config.pop("sampling"))
+    text = json.dumps(config)
+    (workdir / "config.json").write_text(text)
+    data = json.loads((workdir / "data.json").read_text())
+    data["config_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    (workdir / "data.json").write_text(json.dumps(data))
+    for use in (evaluate, lambda w: export_run(w, str(tmp_path / "models"))):
+        with pytest.raises(checks.ConfigError, match=(
+                r"does not have this version's config keys \(keys it lacks: "
+                r"preprocessing.crop_scale, .*; keys this version does not know: "
+                r"data.crop_scale, data.eval_resize")):
+            use(str(workdir))
+    assert not (tmp_path / "models").exists()
+
+
 def test_fine_tuning_resumes_from_its_own_checkpoint_once_its_source_is_gone(finished_run,
                                                                            tmp_path):
     # The source is still training (at step 20 of 40): the step copied is recorded.
