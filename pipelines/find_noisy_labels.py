@@ -42,7 +42,7 @@ from prism_tf.files import write_atomically
 from prism_tf.label_issues import (clean_probabilities, neighbour_agreement,
                                    ranking_metrics)
 from prism_tf.monitoring import displayable, image_grid
-from prism_tf.scoring import SCORINGS, ProxySimilarity, Scoring
+from prism_tf.scoring import SCORINGS, Scoring
 
 FLAGS = flags.FLAGS
 TOP_K = (10, 100, 1000)
@@ -82,16 +82,17 @@ def training_embeddings(workdir: str, saved_model: Optional[str] = None):
 
 
 def run_scoring(workdir: str, name: str, saved_model: Optional[str] = None) -> Scoring:
-    """The scoring `name` (`prism_tf.scoring.SCORINGS`) for a run's set;
-    ProxySim attached to the run's proxy loss, from its latest checkpoint
-    (an export holds the encoder only)."""
+    """The scoring `name` (`prism_tf.scoring.SCORINGS`) for a run's set; one
+    that reads the batch loss (ProxySim: the proxies) attached to the run's,
+    from its latest checkpoint (an export holds the encoder only)."""
     if name not in SCORINGS:
         raise ValueError(f"--scoring={name}: expected one of {sorted(SCORINGS)}")
     scoring = SCORINGS[name]()
-    if name == ProxySimilarity.name:
+    if scoring.reads_batch_loss:
         if saved_model:
-            raise ValueError(f"--scoring={name} reads the run's proxies from its checkpoint; "
-                             "an export holds the encoder only: leave out --saved_model")
+            raise ValueError(f"--scoring={name} reads the run's batch loss from its "
+                             "checkpoint; an export holds the encoder only: leave out "
+                             "--saved_model")
         scoring.attach(Run(workdir).restore()[1].batch_loss)
     return scoring
 

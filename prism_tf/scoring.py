@@ -31,6 +31,9 @@ class Scoring:
     scorings need nothing from it)."""
 
     name = ""
+    # Whether scoring needs the model's batch loss handed over by `attach`
+    # (ProxySim: its proxies): the label finder then restores the run's model.
+    reads_batch_loss = False
 
     def attach(self, batch_loss) -> None:
         """Takes what this scoring needs from the model's batch loss."""
@@ -122,6 +125,7 @@ class ProxySimilarity(Scoring):
     counts as present, and the memory only takes the kept rows."""
 
     name = "proxies"
+    reads_batch_loss = True
 
     def __init__(self):
         self.proxy_loss = None
