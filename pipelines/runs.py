@@ -280,7 +280,7 @@ def _first_line(error: BaseException) -> str:
 def _check_config_keys(workdir: Path, recorded: dict) -> None:
     """Raises `ConfigError` naming the keys when a run's config.json has
     other keys than this version's configs (a run of an earlier version,
-    or one whose loss, scoring or source a module registers that is not
+    or one whose loss or data source a module registers that is not
     imported here): rebuilding its model or data from it would fail, or
     mean something else."""
     expected = {key for key, _ in leaves(base_config().to_dict())}
