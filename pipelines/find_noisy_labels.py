@@ -7,9 +7,9 @@ run trained on, injected noise included) and scores every sample's label
 (`prism_tf.label_issues`) twice: its clean probability against the whole
 split, leaving the sample out (PRISM's score through the selector's
 --scoring: class centres by default, `vmf`, or `proxies` for a run trained
-with a proxy loss, from its checkpoint; at --temperature), and its agreement with its --neighbours nearest samples'
-labels. The clean score is their product (--neighbours=0: the clean
-probability alone). Writes beside the run (or to --output):
+with a proxy loss, from its checkpoint; at --temperature), and its
+agreement with its --neighbours nearest samples' labels. The clean score
+is their product (--neighbours=0: the clean probability alone). Writes beside the run (or to --output):
 - `noisy_labels.csv`: rank, sample (index in the split), path (file
   sources), given label, most likely label, clean probability,
   neighbour agreement, clean score, and is_wrong where the ground truth
@@ -62,13 +62,12 @@ def _define_flags() -> None:
                       "How a sample is scored against each class (prism_tf.scoring).")
 
 
-def training_embeddings(workdir: str, saved_model: Optional[str] = None):
+def training_embeddings(run: Run, saved_model: Optional[str] = None):
     """(config, training split, preprocessing, index, embeddings) of a run:
     its training split (the labels it trained on) embedded in evaluation
     preprocessing by its checkpoint (under the run's strategy) or
     `saved_model` (`Run.embedder`); `index` [N] says which
     sample of the split each embedding row is (unreadable images left out)."""
-    run = Run(workdir)
     config = run.config
     preprocessing, embed = run.embedder(saved_model)
     split, _ = run.splits()
@@ -81,7 +80,7 @@ def training_embeddings(workdir: str, saved_model: Optional[str] = None):
     return config, split, preprocessing, index, embeddings
 
 
-def run_scoring(workdir: str, name: str, saved_model: Optional[str] = None) -> Scoring:
+def run_scoring(run: Run, name: str, saved_model: Optional[str] = None) -> Scoring:
     """The scoring `name` (`prism_tf.scoring.SCORINGS`) for a run's set; one
     that reads the batch loss (ProxySim: the proxies) attached to the run's,
     from its latest checkpoint (an export holds the encoder only)."""
@@ -93,7 +92,7 @@ def run_scoring(workdir: str, name: str, saved_model: Optional[str] = None) -> S
             raise ValueError(f"--scoring={name} reads the run's batch loss from its "
                              "checkpoint; an export holds the encoder only: leave out "
                              "--saved_model")
-        scoring.attach(Run(workdir).restore()[1].batch_loss)
+        scoring.attach(run.restore()[1].batch_loss)
     return scoring
 
 
@@ -129,8 +128,9 @@ def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
              "a finite number > 0 (it divides the class-centre logits)")):
         if not ok:
             raise ValueError(f"--{flag}={value}: expected {expected}")
-    scorer = run_scoring(workdir, scoring, saved_model)
-    _, split, preprocessing, index, embeddings = training_embeddings(workdir, saved_model)
+    run = Run(workdir)
+    scorer = run_scoring(run, scoring, saved_model)
+    _, split, preprocessing, index, embeddings = training_embeddings(run, saved_model)
     output = Path(output or workdir)
     labels = split.labels[index]
     if not 0 <= neighbours < len(index):

@@ -72,7 +72,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, verbose: int = 1) -> 
     runs.check_workdir(workdir, config)
     # First: MultiWorkerMirroredStrategy must exist before any other TF op.
     strategy = factories.distribution_strategy(config.train.strategy,
-                                               config.train.connect_timeout_s)
+                                              config.train.connect_timeout_s)
     checks.check_batch_splits(config, strategy)
     # Every worker of a multi-worker run trains and saves checkpoints; the
     # chief writes the workdir, each other worker a scratch folder of its own,

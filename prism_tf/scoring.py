@@ -106,17 +106,14 @@ class VmfSimilarity(Scoring):
         return _vmf_logits(similarity, bank.class_sums[None], bank.class_counts[None])
 
     def leave_one_out_logits(self, embeddings, labels, bank):
-        own = tf.one_hot(labels, bank.num_classes) > 0
-        counts = tf.convert_to_tensor(bank.class_counts)[None] - tf.cast(own, tf.int32)
-        own_similarity = tf.reduce_sum(embeddings * embeddings, 1, keepdims=True)
-        similarity = (tf.matmul(embeddings, bank.class_sums, transpose_b=True)
-                      - tf.where(own, own_similarity, 0.0))
+        own, similarity, without_self, counts = _leave_one_out_sums(embeddings, labels, bank)
         # Only the own class's statistics change: its sum without the sample.
         own_sums = tf.gather(bank.class_sums, labels) - embeddings
-        own_logit = _vmf_logits(tf.reduce_sum(tf.where(own, similarity, 0.0), 1, keepdims=True),
-                                own_sums[:, None], tf.reduce_sum(
-                                    tf.where(own, counts, 0), 1, keepdims=True))
-        return tf.where(own, own_logit, self.logits(embeddings, bank)), counts > 0
+        own_logit = _vmf_logits(tf.reduce_sum(tf.where(own, without_self, 0.0), 1, keepdims=True),
+                                own_sums[:, None],
+                                tf.reduce_sum(tf.where(own, counts, 0.0), 1, keepdims=True))
+        logits = _vmf_logits(similarity, bank.class_sums[None], bank.class_counts[None])
+        return tf.where(own, own_logit, logits), counts > 0
 
 
 class ProxySimilarity(Scoring):
@@ -163,16 +160,25 @@ def _vmf_logits(similarity: tf.Tensor, class_sums: tf.Tensor, counts: tf.Tensor)
     return tf.cast(vmf.log_normalizer(kappa, dim) + kappa * direction_similarity, tf.float32)
 
 
+def _leave_one_out_sums(embeddings: tf.Tensor, labels: tf.Tensor, bank: MemoryBank
+                        ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(own class mask, z . class sums, the same with the sample's own row
+    out of its class's sum (z . z taken off), class row counts with it out),
+    each [B, C]."""
+    own = tf.one_hot(labels, bank.num_classes) > 0
+    similarity = tf.matmul(embeddings, bank.class_sums, transpose_b=True)
+    without_self = similarity - tf.where(
+        own, tf.reduce_sum(embeddings * embeddings, 1, keepdims=True), 0.0)
+    counts = tf.cast(bank.class_counts, tf.float32)[None] - tf.cast(own, tf.float32)
+    return own, similarity, without_self, counts
+
+
 def _leave_one_out_class_means(embeddings: tf.Tensor, labels: tf.Tensor,
                                bank: MemoryBank) -> Tuple[tf.Tensor, tf.Tensor]:
     """Mean similarity to each class's rows, the own class without the
-    sample's own row (its similarity to itself, z . z, taken out of the sum)."""
-    own = tf.one_hot(labels, bank.num_classes) > 0
-    counts = tf.cast(bank.class_counts, tf.float32)[None] - tf.cast(own, tf.float32)
-    similarity_sums = (tf.matmul(embeddings, bank.class_sums, transpose_b=True)
-                       - tf.where(own, tf.reduce_sum(embeddings * embeddings, 1, keepdims=True),
-                                  0.0))
-    return similarity_sums / tf.maximum(counts, 1.0), counts > 0
+    sample's own row."""
+    _, _, without_self, counts = _leave_one_out_sums(embeddings, labels, bank)
+    return without_self / tf.maximum(counts, 1.0), counts > 0
 
 
 def _class_means(class_sum_similarity: tf.Tensor, bank: MemoryBank) -> tf.Tensor:

@@ -216,7 +216,8 @@ class PrismSelector(keras.layers.Layer):
             # may see the window as it was before it.
             mixture = self._rank_mixture()
             keep, threshold = (self._select_by_rank(label_rank, mixture)
-                               if self.noise_rate == AUTO else self.select(p_clean, advance))
+                               if self.noise_rate == AUTO
+                               else self._select(p_clean, advance, mixture))
             return tf.cast(keep, tf.float32), threshold, mixture[0], mixture[2]
 
         def keep_all():
@@ -380,9 +381,13 @@ class PrismSelector(keras.layers.Layer):
         if self.noise_rate == AUTO:
             raise ValueError("PrismSelector(noise_rate='auto') selects by label rank "
                              "(select_by_rank), not by a rate")
+        return self._select(p_clean, advance, self._rank_mixture())
+
+    def _select(self, p_clean, advance, mixture) -> Tuple[tf.Tensor, tf.Tensor]:
+        """`select` with the window's `_rank_mixture()` already computed."""
         p_clean = tf.reshape(tf.cast(p_clean, tf.float32), [-1])
         batch = tf.size(p_clean)
-        estimate, observed = self.noise_estimate(), self._scored_batches > 0
+        estimate, observed = mixture[0], self._scored_batches > 0
         rate = tf.constant(self.noise_rate)
         guard_open = tf.logical_or(tf.logical_not(observed),
                                    estimate <= self.max_noise_estimate)

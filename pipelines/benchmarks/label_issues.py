@@ -36,6 +36,7 @@ import numpy as np
 
 from .common import mean_std
 from ..find_noisy_labels import clean_scores, training_embeddings
+from ..runs import Run
 from prism_tf.files import write_atomically
 from prism_tf.label_issues import ranking_metrics
 
@@ -111,7 +112,7 @@ def benchmark(workdirs: List[str], k: int = 10, folds: int = 5
                "cleanlab_cv": lambda z, y: cleanlab_cv_scores(z, y, k, folds)}
     groups: Dict[Tuple[str, float], List[Dict[str, Dict[str, float]]]] = {}
     for workdir in workdirs:
-        config, split, _, index, embeddings = training_embeddings(workdir)
+        config, split, _, index, embeddings = training_embeddings(Run(workdir))
         is_wrong = split.is_noisy[index]
         if not is_wrong.any():
             raise ValueError(f"{workdir}: no wrong labels are known (inject noise or give a "

@@ -99,11 +99,11 @@ def load_source(source: str, seed: int = 0, image_size: int = 32, **options) -> 
     """(training split, evaluation split) of the named source, from its
     `options` (`defaults`; one it does not read is a `DataError`). `seed`
     and `image_size` go to the loaders that take them."""
-    loader = _registered(source)
-    unread = sorted(set(options) - set(defaults(source)))
+    loader, reads = _registered(source), list(defaults(source))
+    unread = sorted(set(options) - set(reads))
     if unread:
         raise DataError(f"source {source!r} does not read {', '.join(unread)}; "
-                        f"its options: {list(defaults(source))}")
+                        f"its options: {reads}")
     takes = inspect.signature(loader).parameters
     run_time = {key: value for key, value in (("seed", seed), ("image_size", image_size))
                 if key in takes}
