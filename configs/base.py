@@ -74,7 +74,7 @@ def base_config() -> ml_collections.ConfigDict:
         scoring="centers",     # centers | full | vmf (vMF-Sim, prism_tf.vmf) |
                                # proxies (ProxySim: a proxy loss's proxies)
         max_noise_estimate=0.7,  # the guard: keep all while the estimate is above it
-        min_separability=0.7,  # auto: keep all while the memory ranks labels worse
+        min_separability=0.9,  # keep all while clean labels rank above fewer wrong ones
     )
     config.memory = dict(
         size=2048,

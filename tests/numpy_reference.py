@@ -93,7 +93,7 @@ def rank_mixture(batches, bins=8, tail_cuts=(4, 5, 6)):
     """The auto selector's (noise estimate, posterior per bin, separability)
     from [(label ranks of a batch, other classes in memory), ...], counted
     by enumerating every rank a wrong label can take."""
-    observed, wrong = np.zeros(bins), np.zeros(bins)
+    observed, wrong, wrong_rank_sum = np.zeros(bins), np.zeros(bins), 0.0
     ranks = np.concatenate([r[r >= 0] for r, _ in batches])
     for r, others in batches:
         r = r[r >= 0]
@@ -101,13 +101,16 @@ def rank_mixture(batches, bins=8, tail_cuts=(4, 5, 6)):
         observed += np.bincount(bin_of(r), minlength=bins)
         possible = (1 + np.arange(others)) / others   # a wrong label's ranks, equally likely
         wrong += len(r) * np.bincount(bin_of(possible), minlength=bins) / others
+        wrong_rank_sum += len(r) * possible.mean()
     observed[wrong == 0] = 0   # bins no wrong label reaches say nothing
     ratio = np.divide(observed, wrong, out=np.zeros(bins), where=wrong > 0)
     density = _pava_non_increasing(ratio, wrong)
     estimate = min(1.0, min(observed[a:].sum() / wrong[a:].sum() for a in tail_cuts))
     posterior = np.minimum(np.divide(estimate, density, out=np.zeros(bins),
                                      where=density > 0), 1.0)
-    return estimate, posterior, 1.0 - ranks.mean()
+    clean_mean_rank = np.clip((ranks.sum() - estimate * wrong_rank_sum)
+                              / ((1 - estimate) * len(ranks)), 0.0, 0.5) if estimate < 1 else 0.5
+    return estimate, posterior, 1.0 - clean_mean_rank
 
 
 def _pairs(labels, embeddings, ref_embeddings=None, ref_labels=None):

@@ -65,10 +65,11 @@ def test_python_loop_baseline_selects_like_the_library():
     from pipelines.benchmarks.common import filled_bank, unit_rows
     from pipelines.benchmarks.selector import PythonLoopSelector
     from prism_tf import PrismSelector
+    from prism_tf.selector import NO_GUARDS
 
     rng = np.random.default_rng(1)
     bank = filled_bank(rng, 500, 16, 30)
-    ours, loop = PrismSelector(0.5, 30, max_noise_estimate=1.0), PythonLoopSelector(0.5, 30)
+    ours, loop = PrismSelector(0.5, 30, **NO_GUARDS), PythonLoopSelector(0.5, 30)
     for _ in range(3):
         z, labels = unit_rows(rng, 64, 16), rng.integers(0, 30, 64)
         expected = loop(z, labels, bank.embeddings.numpy(), bank.labels.numpy(), 30)

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from prism_tf import MemoryBank, PrismModel, PrismSelector, losses
 from prism_tf.model import InvalidBatchError
+from prism_tf.selector import NO_GUARDS
 from tests import numpy_reference as ref
 
 DIM, CLASSES = 8, 6
@@ -14,10 +15,11 @@ def _encoder(input_dim=12):
     return keras.Sequential([keras.Input((input_dim,)), keras.layers.Dense(DIM)])
 
 
-def _model(memory_size=64, noise_rate=0.5, max_noise_estimate=0.7, **kwargs):
+def _model(memory_size=64, noise_rate=0.5, **kwargs):
+    """The authors' selector (no guards; test_selector.py tests those), so
+    that these small models' steps select from their first memory rows."""
     return PrismModel(_encoder(), MemoryBank(memory_size, DIM, CLASSES),
-                      PrismSelector(noise_rate, window_size=4,
-                                    max_noise_estimate=max_noise_estimate), **kwargs)
+                      PrismSelector(noise_rate, window_size=4, **NO_GUARDS), **kwargs)
 
 
 def _noisy_clusters(n=2048, classes=10, dim=12, rate=0.5, seed=0):
@@ -52,8 +54,8 @@ def _bank_state(model):
 @pytest.mark.parametrize("normalize", [True, False])
 def test_one_step_follows_prism_order_exactly(normalize):
     rng = np.random.default_rng(0)
-    # Random memory rows: the guard would keep every sample; this is the authors' step.
-    model = _model(memory_size=24, normalize_memory_loss=normalize, max_noise_estimate=1.0)
+    # Random memory rows (the guards would keep every sample): the authors' step.
+    model = _model(memory_size=24, normalize_memory_loss=normalize)
     model.compile(optimizer=keras.optimizers.SGD(0.0))  # weights stay, loss is checkable
     memory = rng.normal(size=(20, DIM)).astype("float32")
     memory /= np.linalg.norm(memory, axis=1, keepdims=True)

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from prism_tf import MemoryBank, PrismSelector
+from prism_tf.selector import NO_GUARDS
 from tests.numpy_reference import RingBuffer, SmoothTopR, clean_probability, rank_mixture
 
 
@@ -59,7 +60,7 @@ def _run_stream(selector, reference, stream):
 def test_select_matches_numpy_on_random_streams(noise_rate, window_size):
     rng = np.random.default_rng(2)
     stream = [rng.beta(2, 2, size=int(rng.integers(4, 40))) for _ in range(60)]
-    _run_stream(PrismSelector(noise_rate, window_size=window_size),
+    _run_stream(PrismSelector(noise_rate, window_size=window_size, **NO_GUARDS),
                 SmoothTopR(noise_rate, window_size), stream)
 
 
@@ -74,11 +75,11 @@ def test_select_edge_cases_match_numpy():
         [0.3, 0.9, 0.6],                    # r = floor(1.5) = 1
         [0.4],                              # r = 0: keep all, window untouched
     ]
-    _run_stream(PrismSelector(0.5, window_size=3), SmoothTopR(0.5, 3), stream)
+    _run_stream(PrismSelector(0.5, window_size=3, **NO_GUARDS), SmoothTopR(0.5, 3), stream)
 
 
 def test_first_step_with_all_ones_drops_exactly_r():
-    keep, threshold = PrismSelector(0.25).select(np.ones(8, "float32"))
+    keep, threshold = PrismSelector(0.25, **NO_GUARDS).select(np.ones(8, "float32"))
     assert keep.numpy().sum() == 6 and float(threshold) == 1.0
 
 
@@ -105,7 +106,7 @@ def test_call_scores_and_selects_under_xla():
 
 
 def test_window_is_checkpointed(tmp_path):
-    selector = PrismSelector(0.5, window_size=4)
+    selector = PrismSelector(0.5, window_size=4, **NO_GUARDS)
     selector.select(np.array([0.1, 0.2, 0.3, 0.4], "float32"))
     path = tf.train.Checkpoint(selector=selector).save(str(tmp_path / "ckpt"))
     restored = PrismSelector(0.5, window_size=4)
@@ -208,7 +209,7 @@ def test_auto_keeps_all_during_warm_up_then_drops_the_wrong_labels():
 def test_the_guard_keeps_every_sample_while_the_memory_ranks_labels_at_random():
     rng = np.random.default_rng(6)
     bank = MemoryBank(512, 16, 10)
-    guarded, unguarded = PrismSelector(0.5, 4), PrismSelector(0.5, 4, max_noise_estimate=1.0)
+    guarded, unguarded = PrismSelector(0.5, 4), PrismSelector(0.5, 4, **NO_GUARDS)
     for _ in range(8):   # labels unrelated to the embeddings
         z, labels = _normalized(rng, 64, 16), rng.integers(0, 10, 64).astype("int32")
         keep_guarded, _ = guarded(z, labels, bank)
@@ -294,12 +295,13 @@ def test_rank_mixture_matches_numpy(classes, noise_rate, spread):
     assert float(got[2]) == pytest.approx(separability, abs=1e-5)
 
 
-def _auto_run(rng, classes, noise_rate, spread, batches=24):
+def _auto_run(rng, classes, noise_rate, spread, batches=24, told="auto"):
     """(kept share, kept share of the clean samples, noise estimate,
-    separability) of auto over the second half of the batches, under XLA;
-    `spread`: the norm of each sample's offset from its class centre."""
+    separability) of the selector told `told` (auto by default) over the
+    second half of the batches, under XLA; `spread`: the norm of each
+    sample's offset from its class centre."""
     bank = MemoryBank(2048, 64, classes)
-    selector = PrismSelector("auto", window_size=10)
+    selector = PrismSelector(told, window_size=10)
     select = tf.function(selector.__call__, jit_compile=True)
     kept, clean_kept = [], []
     for z, labels, is_noisy in _labelled_cluster_batches(rng, classes, noise_rate,
@@ -325,11 +327,24 @@ def test_auto_keeps_the_clean_samples_a_weak_memory_misranks():
 
 def test_auto_keeps_everything_while_the_ranks_barely_separate():
     kept, _, _, separability = _auto_run(np.random.default_rng(13), 20, 0.5, spread=5.0)
-    assert separability < 0.7 and kept == 1.0
+    assert separability < PrismSelector("auto").min_separability and kept == 1.0
+
+
+@pytest.mark.parametrize("spread, selects", [(5.0, False), (0.6, True)])
+def test_a_told_rate_selects_only_where_the_clean_labels_rank_well(spread, selects):
+    # 50% noise: the raw mean rank says at most 3/4 here even for a perfect
+    # memory; the guard reads the clean labels' own ranks.
+    kept, clean_kept, _, separability = _auto_run(np.random.default_rng(15), 20, 0.5,
+                                                  spread=spread, told=0.5)
+    assert (separability >= PrismSelector(0.5).min_separability) == selects
+    if selects:
+        assert 0.4 < kept < 0.6 and clean_kept > 0.9
+    else:
+        assert kept == 1.0
 
 
 def test_auto_drops_wrong_labels_a_good_memory_ranks_low():
     kept, clean_kept, estimate, separability = _auto_run(np.random.default_rng(14), 20, 0.4,
                                                          spread=0.6)
-    assert abs(estimate - 0.4) < 0.1 and separability > 0.7
+    assert abs(estimate - 0.4) < 0.1 and separability > PrismSelector("auto").min_separability
     assert 0.5 < kept < 0.7 and clean_kept > 0.95

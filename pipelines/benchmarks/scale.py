@@ -115,12 +115,13 @@ def measure_cell(memory: int, classes: int, dim: int, batch: int,
 
     from .common import filled_bank, unit_rows
     from prism_tf import PrismSelector
+    from prism_tf.selector import NO_GUARDS
     from prism_tf.losses import MemoryContrastiveLoss
 
     tf.get_logger().setLevel("ERROR")
     rng = np.random.default_rng(0)
     bank = filled_bank(rng, memory, dim, classes)
-    selector = PrismSelector(0.5, window_size=30, max_noise_estimate=1.0)  # the authors' rule
+    selector = PrismSelector(0.5, window_size=30, **NO_GUARDS)  # the authors' rule
     loss = MemoryContrastiveLoss()
     z = tf.constant(unit_rows(rng, batch, dim))
     labels = tf.constant(rng.integers(0, classes, batch), tf.int32)

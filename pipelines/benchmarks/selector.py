@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from .common import filled_bank, time_per_call, unit_rows
 from prism_tf import PrismSelector
+from prism_tf.selector import NO_GUARDS
 
 FLAGS = flags.FLAGS
 
@@ -79,7 +80,7 @@ def benchmark(classes: int, memory: int, dim: int, batch: int, iterations: int,
     labels = tf.constant(rng.integers(0, classes, batch), tf.int32)
     # No guard: the authors' rule, which the Python loop reproduces.
     selectors = {scoring: PrismSelector(0.5, window_size=30, scoring=scoring,
-                                        max_noise_estimate=1.0)
+                                        **NO_GUARDS)
                  for scoring in ("centers", "full")}
 
     def step(selector, enqueue):
