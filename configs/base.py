@@ -28,6 +28,10 @@ def base_config() -> ml_collections.ConfigDict:
         # small_cluster; the rate is the share of training labels changed
         # (unused with none). Not selector.noise_rate, which PRISM assumes.
         injected_noise=dict(kind="none", rate=0.0),
+        # A finder list (noisy_labels.csv) with verdicts filled in: its
+        # `drop` rows leave training, `relabel` rows train with new_label
+        # (prism_tf.data.verdicts); "" = none.
+        verdicts="",
     )
     # prism_tf.data.pipeline.Preprocessing's arguments (its channels are the source's).
     config.preprocessing = dict(
@@ -75,6 +79,7 @@ def base_config() -> ml_collections.ConfigDict:
                                # proxies (ProxySim: a proxy loss's proxies)
         max_noise_estimate=0.7,  # the guard: keep all while the estimate is above it
         min_separability=0.9,  # keep all while clean labels rank above fewer wrong ones
+        rate_at_most_estimate=True,  # a told rate drops at most the estimated share
     )
     config.memory = dict(
         size=2048,

@@ -14,7 +14,12 @@ is their product (--neighbours=0: the clean probability alone). Writes beside th
   sources), given label, most likely label, clean probability,
   neighbour agreement, clean score, and is_wrong where the ground truth
   is known; lowest clean score first. Samples alone in their class cannot
-  be scored: they come last, with an empty score, and are counted.
+  be scored: they come last, with an empty score, and are counted. Then
+  `verdict` and `new_label`, to fill in (`drop`, `relabel` with a
+  new_label, `keep` or empty) and train on with
+  `--config.data.verdicts=<the CSV>` (`prism_tf.data.verdicts`);
+  --suggest_drop fills `drop` into that share of the scored samples,
+  most suspicious first.
 - `noisy_labels.png`: the first --grid suspects in CSV order, row by row
   (framed red / green where the ground truth says wrong / right);
 - `noisy_labels.json`: counts, the CSV's sha256 and, with ground truth
@@ -60,6 +65,8 @@ def _define_flags() -> None:
     flags.DEFINE_float("temperature", 0.1, "Divides the class-centre logits.")
     flags.DEFINE_enum("scoring", "centers", sorted(SCORINGS),
                       "How a sample is scored against each class (prism_tf.scoring).")
+    flags.DEFINE_float("suggest_drop", 0.0, "Share of the scored samples, most suspicious "
+                       "first, whose verdict is filled in as `drop` (0: none).")
 
 
 def training_embeddings(run: Run, saved_model: Optional[str] = None):
@@ -113,7 +120,8 @@ def clean_scores(embeddings: np.ndarray, labels: np.ndarray, num_classes: int,
 def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
                       output: Optional[str] = None, grid: int = 64,
                       chunk_size: int = 4096, neighbours: int = 10,
-                      temperature: float = 0.1, scoring: str = "centers") -> Dict[str, float]:
+                      temperature: float = 0.1, scoring: str = "centers",
+                      suggest_drop: float = 0.0) -> Dict[str, float]:
     """Writes the ranked list, grid and summary; returns the summary.
 
     Each file is written atomically. The summary goes last and the old one
@@ -125,7 +133,9 @@ def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
             (grid >= 0, "grid", grid, "0 (no picture) or more suspects"),
             (chunk_size > 0, "chunk_size", chunk_size, "a positive number of samples"),
             (np.isfinite(temperature) and temperature > 0, "temperature", temperature,
-             "a finite number > 0 (it divides the class-centre logits)")):
+             "a finite number > 0 (it divides the class-centre logits)"),
+            (0.0 <= suggest_drop < 1.0, "suggest_drop", suggest_drop,
+             "a share in [0, 1) of the scored samples")):
         if not ok:
             raise ValueError(f"--{flag}={value}: expected {expected}")
     run = Run(workdir)
@@ -144,7 +154,8 @@ def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
     summary = {"samples": int(len(index)), "left_out_unreadable": int(len(split) - len(index)),
                "unscorable_single_sample_classes": int(np.isnan(score).sum()),
                "scoring": scoring, "neighbours": neighbours, "temperature": temperature,
-               "ground_truth": known}
+               "ground_truth": known,
+               "suggested_drops": int(round(suggest_drop * (~np.isnan(score)).sum()))}
     if known:
         scored = ~np.isnan(score)
         summary.update(ranking_metrics(1.0 - score[scored], split.is_noisy[index][scored],
@@ -152,7 +163,8 @@ def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
     output.mkdir(parents=True, exist_ok=True)
     (output / "noisy_labels.json").unlink(missing_ok=True)
     table = _csv(split, index[order], labels[order], most_likely[order],
-                 np.stack([p_clean, agreement, score], 1)[order], known)
+                 np.stack([p_clean, agreement, score], 1)[order], known,
+                 summary["suggested_drops"])
     write_atomically(output / "noisy_labels.csv", table)
     if grid:
         _write_grid(output / "noisy_labels.png", split, index[order][:grid], preprocessing,
@@ -162,18 +174,19 @@ def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
     return summary
 
 
-def _csv(split, index, labels, most_likely, scores, known: bool) -> str:
+def _csv(split, index, labels, most_likely, scores, known: bool, drops: int) -> str:
     """The ranked list as CSV text; `scores` [N, 3]: clean probability,
-    neighbour agreement, clean score."""
+    neighbour agreement, clean score; the first `drops` rows' verdict `drop`."""
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     writer.writerow(["rank", "sample", "path", "given_label", "most_likely_label",
                      "clean_probability", "neighbour_agreement", "clean_score"]
-                    + (["is_wrong"] if known else []))
+                    + (["is_wrong"] if known else []) + ["verdict", "new_label"])
     for rank, (i, label, best, values) in enumerate(zip(index, labels, most_likely, scores), 1):
         row = [rank, int(i), split.paths[i] if split.paths is not None else "", int(label),
                int(best)] + ["" if np.isnan(v) else f"{v:.6g}" for v in values]
-        writer.writerow(row + ([int(split.is_noisy[i])] if known else []))
+        writer.writerow(row + ([int(split.is_noisy[i])] if known else [])
+                        + ["drop" if rank <= drops else "", ""])
     return text.getvalue()
 
 
@@ -200,7 +213,7 @@ def main(argv):
     with cli.one_line_errors():
         summary = find_noisy_labels(FLAGS.workdir, FLAGS.saved_model, FLAGS.output,
                                     FLAGS.grid, FLAGS.chunk_size, FLAGS.neighbours,
-                                    FLAGS.temperature, FLAGS.scoring)
+                                    FLAGS.temperature, FLAGS.scoring, FLAGS.suggest_drop)
     print(json.dumps(summary, indent=2))
 
 

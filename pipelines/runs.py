@@ -20,6 +20,7 @@ from prism_tf.data import ImageSplit
 from prism_tf.data.duplicates import without_repeats
 from prism_tf.data.pipeline import Preprocessing, drop_undecodable
 from prism_tf.data.registry import load_source
+from prism_tf.data.verdicts import apply_verdicts, read_verdicts
 from prism_tf.export import exported_encoder_variables
 from prism_tf.files import write_atomically
 from prism_tf.replicas import embed_on_replicas
@@ -89,7 +90,10 @@ def load_splits(config: ml_collections.ConfigDict) -> Tuple[ImageSplit, ImageSpl
     noise = data.injected_noise
     # The rate means nothing without a kind: `injected_noise.kind=none` alone is enough.
     rate = noise.rate if noise.kind != "none" else 0.0
-    return train.with_noise(noise.kind, rate, data.seed), test
+    train = train.with_noise(noise.kind, rate, data.seed)
+    if data.verdicts:
+        train = apply_verdicts(train, read_verdicts(data.verdicts))
+    return train, test
 
 
 def size_text(split: ImageSplit) -> str:
@@ -123,6 +127,7 @@ def data_report(config: ml_collections.ConfigDict, train: ImageSplit, test: Imag
         "noise": {"kind": train.noise.kind, "requested_rate": train.noise.requested_rate,
                   "realized_rate": train.noise.realized_rate,
                   "noisy_samples": train.noise.num_noisy},
+        "verdicts": train.verdicts,
     }
 
 

@@ -230,11 +230,19 @@ def noise_message(train: ImageSplit, config: ml_collections.ConfigDict) -> str:
     report = train.noise
     if report.kind == "none":
         known = (f"; {report.num_noisy} labels known to be wrong" if report.num_noisy else "")
-        return f"Labels of {train.name} used as given (no noise injected{known})."
-    return (f"Injected {report.kind} label noise into {train.name}: {report.num_noisy} of "
+        message = f"Labels of {train.name} used as given (no noise injected{known})."
+    else:
+        message = (
+            f"Injected {report.kind} label noise into {train.name}: {report.num_noisy} of "
             f"{report.num_samples} labels ({report.realized_rate:.1%}) made wrong on purpose "
             f"(data.injected_noise.kind={report.kind}, rate={config.data.injected_noise.rate}; "
             "set data.injected_noise.kind=none to train on the labels as given).")
+    if train.verdicts:
+        verdicts = train.verdicts
+        message += (f" Verdicts of {verdicts['file']} (data.verdicts): {verdicts['dropped']} "
+                    f"samples dropped, {verdicts['relabelled']} relabelled; {len(train)} "
+                    "train.")
+    return message
 
 
 def strategy_message(strategy: tf.distribute.Strategy,

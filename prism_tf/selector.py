@@ -12,8 +12,8 @@ from prism_tf.scoring import SCORINGS
 AUTO = "auto"
 RANK_BINS = 8      # label ranks [0, 1] in bins of 1/8; the lowest holds rank 0
 TAIL_CUTS = (4, 5, 6)   # Storey's tail cuts tried: ranks above 1/2, 5/8, 3/4
-# Both guards off: `PrismSelector(rate, **NO_GUARDS)` is the authors' selector.
-NO_GUARDS = dict(max_noise_estimate=1.0, min_separability=0.5)
+# The guards and the cap off: `PrismSelector(rate, **NO_GUARDS)` is the authors' selector.
+NO_GUARDS = dict(max_noise_estimate=1.0, min_separability=0.5, rate_at_most_estimate=False)
 
 
 # What each configurable argument must be: (test, what is expected). The one
@@ -30,6 +30,7 @@ ARGUMENT_RULES: Dict[str, Tuple[Callable[[object], bool], str]] = {
                            "a share in (0, 1] (1: no guard)"),
     "min_separability": (lambda v: isinstance(v, (int, float)) and 0.5 <= v <= 1.0,
                          "a value in [0.5, 1] (0.5: no such guard)"),
+    "rate_at_most_estimate": (lambda v: isinstance(v, bool), "True or False"),
 }
 
 
@@ -76,7 +77,8 @@ class PrismSelector(keras.layers.Layer):
     window mean are kept. With an empty window, or when nothing passes, the r
     lowest are dropped (plain top-R, by rank) and, in the second case, the
     window is cut to its newest value. The window is layer state, saved with
-    the model.
+    the model. With `rate_at_most_estimate` (not in the paper) r uses the
+    smaller of noise_rate and the noise estimate below.
 
     The noise estimate (not in the paper; it drives `noise_rate="auto"` and
     the guard). `label_rank` u in [0, 1] is the share of the other classes in
@@ -128,7 +130,13 @@ class PrismSelector(keras.layers.Layer):
       max_noise_estimate: the guard's limit, in (0, 1]; 1 turns it off (the
         authors' selector).
       min_separability: every sample is kept while `separability()` is
-        below it, in [0.5, 1]; 0.5 turns it off. `NO_GUARDS` turns both off.
+        below it, in [0.5, 1]; 0.5 turns it off.
+      rate_at_most_estimate: a told rate drops at most the estimated share
+        (`noise_estimate()`, an upper bound of the wrong labels' share):
+        told 10% on clean labels, smooth top-R dropped the hardest 10% of
+        every batch and cost TripletSemiHard 1.05 P@1 on a hard set; with
+        the cap it drops what the ranks say may be wrong. `NO_GUARDS` turns
+        it and both guards off.
 
     Example:
 
@@ -143,11 +151,12 @@ class PrismSelector(keras.layers.Layer):
     def __init__(self, noise_rate: Union[float, str], window_size: int = 30,
                  temperature: float = 1.0, scoring: str = "centers",
                  max_noise_estimate: float = 0.7, min_separability: float = 0.9,
-                 **kwargs):
+                 rate_at_most_estimate: bool = True, **kwargs):
         arguments = dict(noise_rate=noise_rate, window_size=window_size,
                          temperature=temperature, scoring=scoring,
                          max_noise_estimate=max_noise_estimate,
-                         min_separability=min_separability)
+                         min_separability=min_separability,
+                         rate_at_most_estimate=rate_at_most_estimate)
         for name, value in arguments.items():
             expected = argument_problem(name, value)
             if expected:
@@ -163,6 +172,7 @@ class PrismSelector(keras.layers.Layer):
         self._scoring = SCORINGS[scoring]()
         self.max_noise_estimate = float(max_noise_estimate)
         self.min_separability = float(min_separability)
+        self.rate_at_most_estimate = rate_at_most_estimate
         # Per scored batch, newest last: how many label ranks fall in each of
         # RANK_BINS bins, how many a wrong label would put there, their sum,
         # and the sum wrong labels would have.
@@ -411,7 +421,10 @@ class PrismSelector(keras.layers.Layer):
         """`select` with the window's `_rank_mixture()` already computed."""
         p_clean = tf.reshape(tf.cast(p_clean, tf.float32), [-1])
         batch = tf.size(p_clean)
-        rate = tf.where(self._can_judge(mixture), tf.constant(self.noise_rate), 0.0)
+        rate = tf.constant(self.noise_rate)
+        if self.rate_at_most_estimate:
+            rate = tf.minimum(rate, mixture[0])
+        rate = tf.where(self._can_judge(mixture), rate, 0.0)
         num_removed = tf.cast(tf.floor(rate * tf.cast(batch, tf.float32)), tf.int32)
 
         # Plain top-R by rank, so ties (e.g. all P = 1) still drop exactly r.
@@ -464,5 +477,6 @@ class PrismSelector(keras.layers.Layer):
         config.update(noise_rate=self.noise_rate, window_size=self.window_size,
                       temperature=self.temperature, scoring=self.scoring,
                       max_noise_estimate=self.max_noise_estimate,
-                      min_separability=self.min_separability)
+                      min_separability=self.min_separability,
+                      rate_at_most_estimate=self.rate_at_most_estimate)
         return config

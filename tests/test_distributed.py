@@ -27,6 +27,7 @@ from prism_tf import MemoryBank, PrismModel, PrismSelector, cluster, compat, los
 from prism_tf.model import InvalidBatchError
 from prism_tf.proxy_losses import SoftTripleLoss
 from prism_tf.replicas import GlobalBatch, embed_on_replicas
+from prism_tf.selector import NO_GUARDS
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES, DIM, BATCH = 4, 8, 16
@@ -49,8 +50,10 @@ def _model(strategy, batch_loss=None, memory_start_step=0, proxysim=False):
         if proxysim:
             batch_loss = SoftTripleLoss(CLASSES, DIM, centers_per_class=2)
         model = PrismModel(encoder, MemoryBank(64, DIM, CLASSES),
+                           # The authors' selector: selecting from the first steps.
                            PrismSelector(0.25, window_size=3,
-                                         scoring="proxies" if proxysim else "centers"),
+                                         scoring="proxies" if proxysim else "centers",
+                                         **NO_GUARDS),
                            batch_loss=batch_loss, memory_start_step=memory_start_step)
         model.compile(optimizer=keras.optimizers.Adam(1e-2),
                       proxy_optimizer=keras.optimizers.Adam(0.05) if proxysim else None)
@@ -118,7 +121,7 @@ def test_two_replicas_train_as_one_device_on_the_same_global_batches(case):
                                                                rel=1e-4, abs=1e-5), name
     assert 0 < one_steps[-1]["kept_fraction"] < 1
     one_state, two_state = _state(one), _state(two)
-    assert len(one_state) == len(two_state) == 4 + 5 + 6 + (case == "proxysim")
+    assert len(one_state) == len(two_state) == 4 + 5 + 7 + (case == "proxysim")
     for index, (value, other) in enumerate(zip(one_state, two_state)):
         np.testing.assert_allclose(other, value, rtol=1e-4, atol=1e-5, err_msg=str(index))
     assert int(two.optimizer.iterations.numpy()) == 16

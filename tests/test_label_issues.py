@@ -16,11 +16,13 @@ import tensorflow as tf
 from configs import default
 from pipelines import factories
 from pipelines.find_noisy_labels import clean_scores, find_noisy_labels
-from pipelines.runs import Run
+from pipelines.runs import Run, load_splits
 from pipelines.train import train
 from prism_tf import MemoryBank
+from prism_tf.data import DataError
 from prism_tf.label_issues import clean_probabilities, neighbour_agreement, ranking_metrics
 from prism_tf.scoring import SCORINGS
+from tests import markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -263,3 +265,81 @@ def test_the_finder_scores_through_vmf_and_a_proxy_runs_proxies(trained_run, tmp
     with pytest.raises(ValueError, match="an export holds the encoder only"):
         find_noisy_labels(str(tmp_path / "proxy_run"), saved_model=str(tmp_path / "models"),
                           scoring="proxies")
+
+
+def _verdict_rows(path):
+    with path.open() as file:
+        return list(csv.DictReader(file))
+
+
+def _write_rows(path, rows):
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_the_finders_suggested_drops_train_as_verdicts(trained_run, tmp_path):
+    summary = find_noisy_labels(str(trained_run), output=str(tmp_path), grid=0,
+                                suggest_drop=0.5)
+    rows = _verdict_rows(tmp_path / "noisy_labels.csv")
+    assert summary["suggested_drops"] == 2000
+    assert [r["verdict"] for r in rows] == ["drop"] * 2000 + [""] * 2000
+    wrong_dropped = sum(int(r["is_wrong"]) for r in rows[:2000])
+    config = default.get_config()   # the run's data, its noise included
+    config.data.verdicts = str(tmp_path / "noisy_labels.csv")
+    config.train.steps, config.train.eval_every = 10, 10
+    train_split, _ = load_splits(config)
+    noisy = json.loads((trained_run / "data.json").read_text())["noise"]["noisy_samples"]
+    assert len(train_split) == 2000
+    assert int(train_split.is_noisy.sum()) == noisy - wrong_dropped < 0.3 * 2000
+    train(config, str(tmp_path / "second_pass"), verbose=0)
+    data = json.loads((tmp_path / "second_pass" / "data.json").read_text())
+    assert data["train"]["samples"] == 2000
+    assert data["verdicts"] == {"file": config.data.verdicts, "dropped": 2000, "relabelled": 0,
+                                "sha256": hashlib.sha256(
+                                    (tmp_path / "noisy_labels.csv").read_bytes()).hexdigest()}
+
+
+@pytest.mark.parametrize("edit, message", [
+    # Another noise seed gives other labels: the verdicts name other images.
+    (lambda rows, config: setattr(config.data, "seed", 1),
+     r"line \d+: sample \d+ has label \d+ in the training split, not \d+ \(verdicts of "
+     r"another split or noise seed\?\)"),
+    (lambda rows, config: rows[0].update(verdict="relabel", new_label="3"),
+     "relabel verdicts on a split whose ground truth is known"),
+    (lambda rows, config: rows[5].update(verdict="remove"),
+     r"line 7: verdict 'remove': expected empty, keep, drop or relabel"),
+    (lambda rows, config: rows.append(dict(rows[0])), r"is listed twice \(first on line 2\)"),
+])
+def test_verdicts_that_do_not_fit_the_split_are_refused_before_the_workdir(
+        trained_run, tmp_path, edit, message):
+    find_noisy_labels(str(trained_run), output=str(tmp_path), grid=0)
+    rows = _verdict_rows(tmp_path / "noisy_labels.csv")
+    config = default.get_config()
+    edit(rows, config)
+    _write_rows(tmp_path / "verdicts.csv", rows)
+    config.data.verdicts = str(tmp_path / "verdicts.csv")
+    with pytest.raises(DataError, match=message):
+        train(config, str(tmp_path / "run"), verbose=0)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_readme_review_commands_run_as_written(trained_run, tmp_path):
+    section = markdown.section((ROOT / "README.md").read_text(),
+                               "Review, then train on the verdicts")
+    [block] = markdown.shell_blocks(section)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "x").symlink_to(trained_run)
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    # The one change: a short second run (configs/default.py trains 600 steps).
+    script = block.rstrip() + " --config.train.steps=10 --config.train.eval_every=10"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Verdicts of runs/x/noisy_labels.csv (data.verdicts): 1600 samples dropped, " \
+           "0 relabelled; 2400 train." in result.stdout
+    data = json.loads((tmp_path / "runs" / "x-reviewed" / "data.json").read_text())
+    assert data["verdicts"]["dropped"] == 1600 and data["train"]["samples"] == 2400

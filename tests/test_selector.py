@@ -295,13 +295,13 @@ def test_rank_mixture_matches_numpy(classes, noise_rate, spread):
     assert float(got[2]) == pytest.approx(separability, abs=1e-5)
 
 
-def _auto_run(rng, classes, noise_rate, spread, batches=24, told="auto"):
+def _auto_run(rng, classes, noise_rate, spread, batches=24, told="auto", **selector_args):
     """(kept share, kept share of the clean samples, noise estimate,
     separability) of the selector told `told` (auto by default) over the
     second half of the batches, under XLA; `spread`: the norm of each
     sample's offset from its class centre."""
     bank = MemoryBank(2048, 64, classes)
-    selector = PrismSelector(told, window_size=10)
+    selector = PrismSelector(told, window_size=10, **selector_args)
     select = tf.function(selector.__call__, jit_compile=True)
     kept, clean_kept = [], []
     for z, labels, is_noisy in _labelled_cluster_batches(rng, classes, noise_rate,
@@ -341,6 +341,14 @@ def test_a_told_rate_selects_only_where_the_clean_labels_rank_well(spread, selec
         assert 0.4 < kept < 0.6 and clean_kept > 0.9
     else:
         assert kept == 1.0
+
+
+@pytest.mark.parametrize("capped", [True, False])
+def test_a_told_rate_drops_at_most_the_estimated_share(capped):
+    kept, _, estimate, _ = _auto_run(np.random.default_rng(16), 20, 0.0, spread=0.6,
+                                     told=0.25, rate_at_most_estimate=capped)
+    assert estimate < 0.05
+    assert kept == (1.0 if capped else pytest.approx(0.75, abs=0.05))
 
 
 def test_auto_drops_wrong_labels_a_good_memory_ranks_low():

@@ -10,7 +10,7 @@ import dataclasses
 import gzip
 import os
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -52,6 +52,8 @@ class ImageSplit:
     # (min height, min width, max height, max width), once the images were checked
     size_range: Optional[Tuple[int, int, int, int]] = None
     ground_truth: bool = False
+    # What verdicts (prism_tf.data.verdicts) changed: file, sha256, counts.
+    verdicts: Optional[Dict[str, object]] = None
 
     def __post_init__(self):
         if sum(x is not None for x in (self.pixels, self.encoded, self.paths)) != 1:
