@@ -127,16 +127,15 @@ class PrismSelector(keras.layers.Layer):
         "vmf" (vMF-Sim, the journal version) or "proxies" (ProxySim, the
         journal version: a proxy batch loss's proxies stand for the
         classes; `attach` hands the loss over, as `PrismModel` does).
-      max_noise_estimate: the guard's limit, in (0, 1]; 1 turns it off (the
-        authors' selector).
+      max_noise_estimate: the first guard's limit, in (0, 1]; 1 turns it off.
       min_separability: every sample is kept while `separability()` is
         below it, in [0.5, 1]; 0.5 turns it off.
       rate_at_most_estimate: a told rate drops at most the estimated share
         (`noise_estimate()`, an upper bound of the wrong labels' share):
         told 10% on clean labels, smooth top-R dropped the hardest 10% of
         every batch and cost TripletSemiHard 1.0 P@1 on a hard set (0.361
-        against 0.371); with the cap it drops nothing there (0.370). `NO_GUARDS` turns
-        it and both guards off.
+        against 0.371); with the cap it drops nothing there (0.370).
+        `NO_GUARDS` turns it and both guards off.
 
     Example:
 
@@ -319,7 +318,7 @@ class PrismSelector(keras.layers.Layer):
         add = tf.logical_and(advance, count > 0)
         self._rank_counts.assign(_pushed_row(self._rank_counts, counts, add))
         self._wrong_counts.assign(_pushed_row(self._wrong_counts, wrong, add))
-        # Their mean rank, that u's: (m + 1) / (2 m).
+        # The wrong labels' mean rank, that of u above: (m + 1) / (2 m).
         wrong_rank_sum = count * tf.math.divide_no_nan(others + 1.0, 2.0 * others)
         self._wrong_rank_sums.assign(_pushed_row(self._wrong_rank_sums, wrong_rank_sum, add))
         rank_sums, scored_batches = self._pushed(

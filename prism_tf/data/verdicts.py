@@ -42,9 +42,10 @@ REQUIRED_COLUMNS = ("sample", "given_label", "verdict")
 
 @dataclasses.dataclass(frozen=True)
 class Verdicts:
-    """The rows that change something: `drop` (sample indices) and
-    `relabel` {sample: new label}, each with the CSV line it came from, and
-    what was checked against the split: {sample: (given label, path or "")}."""
+    """The rows that change something, `drop` {sample: CSV line} and
+    `relabel` {sample: (new label, CSV line)}, and what every row says to
+    check against the split, `given` {sample: (given label, path or "",
+    CSV line)}."""
 
     file: str
     sha256: str
