@@ -226,7 +226,8 @@ def data_message(train: ImageSplit, test: ImageSplit,
 
 
 def noise_message(train: ImageSplit, config: ml_collections.ConfigDict) -> str:
-    """One line saying whether label noise was injected, and how much."""
+    """One line saying whether label noise was injected, and how much, and
+    what `data.verdicts` changed."""
     report = train.noise
     if report.kind == "none":
         known = (f"; {report.num_noisy} labels known to be wrong" if report.num_noisy else "")
