@@ -198,6 +198,8 @@ def test_the_command_writes_beside_the_run_and_refuses_a_folder_that_is_no_run(
                             "divides the class-centre logits)"),
     (["--grid=-3"], "error: --grid=-3: expected 0 (no picture) or more suspects"),
     (["--chunk_size=0"], "error: --chunk_size=0: expected a positive number of samples"),
+    (["--suggest_drop=1"], "error: --suggest_drop=1.0: expected a share in [0, 1) of the "
+                           "scored samples"),
 ])
 def test_finder_flags_that_cannot_work_are_one_line(trained_run, tmp_path, flags, message):
     result = subprocess.run(
