@@ -151,13 +151,13 @@ def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
     # Lowest clean score first; unscorable samples (NaN) last.
     order = np.argsort(np.where(np.isnan(score), np.inf, score), kind="stable")
     known = bool(split.is_noisy.any())
+    scored = ~np.isnan(score)
     summary = {"samples": int(len(index)), "left_out_unreadable": int(len(split) - len(index)),
-               "unscorable_single_sample_classes": int(np.isnan(score).sum()),
+               "unscorable_single_sample_classes": int((~scored).sum()),
                "scoring": scoring, "neighbours": neighbours, "temperature": temperature,
                "ground_truth": known,
-               "suggested_drops": int(round(suggest_drop * (~np.isnan(score)).sum()))}
+               "suggested_drops": int(round(suggest_drop * scored.sum()))}
     if known:
-        scored = ~np.isnan(score)
         summary.update(ranking_metrics(1.0 - score[scored], split.is_noisy[index][scored],
                                        top_k=[k for k in TOP_K if k < scored.sum()]))
     output.mkdir(parents=True, exist_ok=True)

@@ -295,7 +295,7 @@ def test_rank_mixture_matches_numpy(classes, noise_rate, spread):
     assert float(got[2]) == pytest.approx(separability, abs=1e-5)
 
 
-def _auto_run(rng, classes, noise_rate, spread, batches=24, told="auto", **selector_args):
+def _selector_run(rng, classes, noise_rate, spread, batches=24, told="auto", **selector_args):
     """(kept share, kept share of the clean samples, noise estimate,
     separability) of the selector told `told` (auto by default) over the
     second half of the batches, under XLA; `spread`: the norm of each
@@ -319,14 +319,14 @@ def _auto_run(rng, classes, noise_rate, spread, batches=24, told="auto", **selec
 
 def test_auto_keeps_the_clean_samples_a_weak_memory_misranks():
     # Clusters wide enough that many clean labels rank below others.
-    kept, clean_kept, estimate, separability = _auto_run(np.random.default_rng(12), 20, 0.0,
+    kept, clean_kept, estimate, separability = _selector_run(np.random.default_rng(12), 20, 0.0,
                                                          spread=4.0)
     assert 0.7 < separability < 0.95
     assert kept >= 0.95 and estimate < 0.1
 
 
 def test_auto_keeps_everything_while_the_ranks_barely_separate():
-    kept, _, _, separability = _auto_run(np.random.default_rng(13), 20, 0.5, spread=5.0)
+    kept, _, _, separability = _selector_run(np.random.default_rng(13), 20, 0.5, spread=5.0)
     assert separability < PrismSelector("auto").min_separability and kept == 1.0
 
 
@@ -334,7 +334,7 @@ def test_auto_keeps_everything_while_the_ranks_barely_separate():
 def test_a_told_rate_selects_only_where_the_clean_labels_rank_well(spread, selects):
     # 50% noise: the raw mean rank says at most 3/4 here even for a perfect
     # memory; the guard reads the clean labels' own ranks.
-    kept, clean_kept, _, separability = _auto_run(np.random.default_rng(15), 20, 0.5,
+    kept, clean_kept, _, separability = _selector_run(np.random.default_rng(15), 20, 0.5,
                                                   spread=spread, told=0.5)
     assert (separability >= PrismSelector(0.5).min_separability) == selects
     if selects:
@@ -345,14 +345,14 @@ def test_a_told_rate_selects_only_where_the_clean_labels_rank_well(spread, selec
 
 @pytest.mark.parametrize("capped", [True, False])
 def test_a_told_rate_drops_at_most_the_estimated_share(capped):
-    kept, _, estimate, _ = _auto_run(np.random.default_rng(16), 20, 0.0, spread=0.6,
+    kept, _, estimate, _ = _selector_run(np.random.default_rng(16), 20, 0.0, spread=0.6,
                                      told=0.25, rate_at_most_estimate=capped)
     assert estimate < 0.05
     assert kept == (1.0 if capped else pytest.approx(0.75, abs=0.05))
 
 
 def test_auto_drops_wrong_labels_a_good_memory_ranks_low():
-    kept, clean_kept, estimate, separability = _auto_run(np.random.default_rng(14), 20, 0.4,
+    kept, clean_kept, estimate, separability = _selector_run(np.random.default_rng(14), 20, 0.4,
                                                          spread=0.6)
     assert abs(estimate - 0.4) < 0.1 and separability > PrismSelector("auto").min_separability
     assert 0.5 < kept < 0.7 and clean_kept > 0.95

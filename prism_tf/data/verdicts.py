@@ -30,7 +30,7 @@ import dataclasses
 import hashlib
 import io
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, FrozenSet, Tuple
 
 import numpy as np
 
@@ -42,15 +42,14 @@ REQUIRED_COLUMNS = ("sample", "given_label", "verdict")
 
 @dataclasses.dataclass(frozen=True)
 class Verdicts:
-    """The rows that change something, `drop` {sample: CSV line} and
-    `relabel` {sample: (new label, CSV line)}, and what every row says to
-    check against the split, `given` {sample: (given label, path or "",
-    CSV line)}."""
+    """The rows that change something, `drop` (samples) and `relabel`
+    {sample: new label}, and what every row says to check against the
+    split, `given` {sample: (given label, path or "", CSV line)}."""
 
     file: str
     sha256: str
-    drop: Dict[int, int]
-    relabel: Dict[int, Tuple[int, int]]
+    drop: FrozenSet[int]
+    relabel: Dict[int, int]
     given: Dict[int, Tuple[int, str, int]]
 
     def record(self) -> Dict[str, object]:
@@ -80,7 +79,7 @@ def parse_verdicts(content: bytes, name: str) -> Verdicts:
     if missing:
         raise DataError(f"{name}: no column {missing} (the finder's noisy_labels.csv has "
                         f"them: {list(REQUIRED_COLUMNS)})")
-    drop, relabel, given = {}, {}, {}
+    drop, relabel, given = set(), {}, {}
     for line, row in enumerate(reader, 2):
         verdict = (row["verdict"] or "").strip().lower()
         if verdict not in VERDICTS:
@@ -93,11 +92,10 @@ def parse_verdicts(content: bytes, name: str) -> Verdicts:
         given[sample] = (_integer(row["given_label"], "given_label", name, line),
                          (row.get("path") or "").strip(), line)
         if verdict == "drop":
-            drop[sample] = line
+            drop.add(sample)
         elif verdict == "relabel":
-            relabel[sample] = (_integer(row.get("new_label") or "", "new_label", name, line),
-                               line)
-    return Verdicts(name, hashlib.sha256(content).hexdigest(), drop, relabel, given)
+            relabel[sample] = _integer(row.get("new_label") or "", "new_label", name, line)
+    return Verdicts(name, hashlib.sha256(content).hexdigest(), frozenset(drop), relabel, given)
 
 
 def _integer(text: str, column: str, name: str, line: int) -> int:
@@ -132,10 +130,11 @@ def apply_verdicts(split: ImageSplit, verdicts: Verdicts) -> ImageSplit:
         raise DataError(f"{verdicts.file}: relabel verdicts on a split whose ground truth "
                         "is known (injected noise or a clean list): kept purity could not "
                         "say whether the new labels are right; drop those samples instead")
-    for sample, (label, line) in verdicts.relabel.items():
+    for sample, label in verdicts.relabel.items():
         if not 0 <= label < split.num_classes:
-            raise DataError(f"{verdicts.file} line {line}: new_label {label}: expected a "
-                            f"class of the training split, 0 to {split.num_classes - 1}")
+            raise DataError(f"{verdicts.file} line {verdicts.given[sample][2]}: new_label "
+                            f"{label}: expected a class of the training split, 0 to "
+                            f"{split.num_classes - 1}")
         labels[sample] = label
     keep = np.ones(len(split), bool)
     keep[list(verdicts.drop)] = False
