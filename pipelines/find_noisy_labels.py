@@ -41,8 +41,7 @@ import tensorflow as tf
 
 from . import cli
 from .runs import Run
-from prism_tf.data.pipeline import CorruptImageLog, sample_dataset
-from prism_tf.evaluation import embed_dataset
+from prism_tf.data.pipeline import sample_dataset
 from prism_tf.files import write_atomically
 from prism_tf.label_issues import (clean_probabilities, neighbour_agreement,
                                    ranking_metrics)
@@ -67,24 +66,22 @@ def _define_flags() -> None:
                       "How a sample is scored against each class (prism_tf.scoring).")
     flags.DEFINE_float("suggest_drop", 0.0, "Share of the scored samples, most suspicious "
                        "first, whose verdict is filled in as `drop` (0: none).")
+    flags.DEFINE_bool("before_verdicts", False, "Score the training split as loaded before "
+                      "the run's data.verdicts (every sample, its given label), so a run on "
+                      "the same data can read the list: a further pass.")
 
 
-def training_embeddings(run: Run, saved_model: Optional[str] = None):
+def training_embeddings(run: Run, saved_model: Optional[str] = None,
+                        before_verdicts: bool = False):
     """(config, training split, preprocessing, index, embeddings) of a run:
-    its training split (the labels it trained on) embedded in evaluation
+    its training split (the labels it trained on; `before_verdicts`: as
+    loaded before its `data.verdicts`) embedded in evaluation
     preprocessing by its checkpoint (under the run's strategy) or
     `saved_model` (`Run.embedder`); `index` [N] says which
     sample of the split each embedding row is (unreadable images left out)."""
-    config = run.config
-    preprocessing, embed = run.embedder(saved_model)
-    split, _ = run.splits()
-    preprocessing = preprocessing.for_split(split)
-    samples = sample_dataset(split, CorruptImageLog(config.data.strict), preprocessing.channels)
-    batches = (samples.filter(lambda s: s["ok"])
-               .map(lambda s: (preprocessing.eval_view(s["image"]), s["index"]))
-               .batch(config.eval.batch_size))
-    embeddings, index = embed_dataset(embed, batches)
-    return config, split, preprocessing, index, embeddings
+    split, _ = run.splits(before_verdicts)
+    preprocessing, index, embeddings = run.embed_split(split, run.embedder(saved_model))
+    return run.config, split, preprocessing, index, embeddings
 
 
 def run_scoring(run: Run, name: str, saved_model: Optional[str] = None) -> Scoring:
@@ -121,7 +118,8 @@ def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
                       output: Optional[str] = None, grid: int = 64,
                       chunk_size: int = 4096, neighbours: int = 10,
                       temperature: float = 0.1, scoring: str = "centers",
-                      suggest_drop: float = 0.0) -> Dict[str, float]:
+                      suggest_drop: float = 0.0, before_verdicts: bool = False
+                      ) -> Dict[str, float]:
     """Writes the ranked list, grid and summary; returns the summary.
 
     Each file is written atomically. The summary goes last and the old one
@@ -140,7 +138,8 @@ def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
             raise ValueError(f"--{flag}={value}: expected {expected}")
     run = Run(workdir)
     scorer = run_scoring(run, scoring, saved_model)
-    _, split, preprocessing, index, embeddings = training_embeddings(run, saved_model)
+    _, split, preprocessing, index, embeddings = training_embeddings(run, saved_model,
+                                                                     before_verdicts)
     output = Path(output or workdir)
     labels = split.labels[index]
     if not 0 <= neighbours < len(index):
@@ -213,7 +212,8 @@ def main(argv):
     with cli.one_line_errors():
         summary = find_noisy_labels(FLAGS.workdir, FLAGS.saved_model, FLAGS.output,
                                     FLAGS.grid, FLAGS.chunk_size, FLAGS.neighbours,
-                                    FLAGS.temperature, FLAGS.scoring, FLAGS.suggest_drop)
+                                    FLAGS.temperature, FLAGS.scoring, FLAGS.suggest_drop,
+                                    FLAGS.before_verdicts)
     print(json.dumps(summary, indent=2))
 
 

@@ -18,9 +18,11 @@ from prism_tf import PrismModel
 from prism_tf.configs.base import base_config
 from prism_tf.data import ImageSplit
 from prism_tf.data.duplicates import without_repeats
-from prism_tf.data.pipeline import Preprocessing, drop_undecodable
+from prism_tf.data.pipeline import (CorruptImageLog, Preprocessing, drop_undecodable,
+                                    sample_dataset)
 from prism_tf.data.registry import load_source
 from prism_tf.data.verdicts import apply_verdicts, read_verdicts
+from prism_tf.evaluation import embed_dataset
 from prism_tf.export import exported_encoder_variables
 from prism_tf.files import write_atomically
 from prism_tf.replicas import embed_on_replicas
@@ -80,8 +82,10 @@ def _differences(old: dict, new: dict, prefix: str = ""):
             yield f"{prefix}{key} ({a!r} -> {b!r})"
 
 
-def load_splits(config: ml_collections.ConfigDict) -> Tuple[ImageSplit, ImageSplit]:
-    """(noisy training split, evaluation split) of the configured source."""
+def load_splits(config: ml_collections.ConfigDict, verdicts: bool = True
+                ) -> Tuple[ImageSplit, ImageSplit]:
+    """(noisy training split, evaluation split) of the configured source;
+    `verdicts` False: the training split before `data.verdicts`."""
     data = config.data
     train, test = load_source(data.source, seed=data.seed,
                               image_size=config.preprocessing.image_size, **data[data.source])
@@ -91,7 +95,7 @@ def load_splits(config: ml_collections.ConfigDict) -> Tuple[ImageSplit, ImageSpl
     # The rate means nothing without a kind: `injected_noise.kind=none` alone is enough.
     rate = noise.rate if noise.kind != "none" else 0.0
     train = train.with_noise(noise.kind, rate, data.seed)
-    if data.verdicts:
+    if verdicts and data.verdicts:
         train = apply_verdicts(train, read_verdicts(data.verdicts))
     return train, test
 
@@ -332,12 +336,16 @@ class Run:
         strategy = self.config.train.get("strategy", "default")
         return "mirrored" if strategy == "multi_worker" else strategy
 
-    def splits(self) -> Tuple[ImageSplit, ImageSplit]:
+    def splits(self, before_verdicts: bool = False) -> Tuple[ImageSplit, ImageSplit]:
         """`load_splits` of the run's config, refused (`check_recorded_data`)
-        unless they are the splits the run trained and was evaluated on."""
-        train, test = load_splits(self.config)
+        unless they are the splits the run trained and was evaluated on;
+        `before_verdicts`: the training split as it was before the run's
+        `data.verdicts` (every sample, with the label it was given)."""
+        loaded, test = load_splits(self.config, verdicts=False)
+        verdicts = self.config.data.verdicts
+        train = apply_verdicts(loaded, read_verdicts(verdicts)) if verdicts else loaded
         check_recorded_data(self.workdir, split_records(train, test))
-        return train, test
+        return (loaded if before_verdicts else train), test
 
     def restore(self) -> Tuple[Preprocessing, PrismModel]:
         """The preprocessing (with the run's channels) and the latest intact
@@ -364,9 +372,29 @@ class Run:
         checkpoint under `evaluation_strategy`."""
         if saved_model:
             signature = tf.saved_model.load(saved_model).signatures["serving_default"]
-            return preprocessing(self.config), lambda images: signature(images=images)["embeddings"]
+            # The run's channels, as `restore` gives them: a gallery of other
+            # files (prism-tf-index) is read as the model was trained.
+            return (preprocessing(self.config, channels=self.data_report["image_shape"][2]),
+                    lambda images: signature(images=images)["embeddings"])
         strategy = distribution_strategy(self.evaluation_strategy)
         with strategy.scope():
             run_preprocessing, model = self.restore()
         return run_preprocessing, embed_on_replicas(
             strategy, lambda images: model(images, training=False))
+
+    def embed_split(self, split: ImageSplit,
+                    embedder: Tuple[Preprocessing, Callable[[tf.Tensor], tf.Tensor]]
+                    ) -> Tuple[Preprocessing, np.ndarray, np.ndarray]:
+        """(preprocessing for `split`, index [N], embeddings [N, D]): `split`
+        embedded in evaluation preprocessing by `embedder` (`self.embedder`);
+        `index` says which sample of the split each embedding row is
+        (images the structural check refuses are left out)."""
+        run_preprocessing, embed = embedder
+        run_preprocessing = run_preprocessing.for_split(split)
+        samples = sample_dataset(split, CorruptImageLog(self.config.data.strict),
+                                 run_preprocessing.channels)
+        batches = (samples.filter(lambda s: s["ok"])
+                   .map(lambda s: (run_preprocessing.eval_view(s["image"]), s["index"]))
+                   .batch(self.config.eval.batch_size))
+        embeddings, index = embed_dataset(embed, batches)
+        return run_preprocessing, index, embeddings
