@@ -16,7 +16,8 @@ version = re.search(r'__version__ = "([^"]+)"',
                     Path("prism_tf/__init__.py").read_text()).group(1)
 
 COMMANDS = {"train": "train", "evaluate": "evaluate", "export": "export",
-            "find-noisy-labels": "find_noisy_labels", "serve-request": "serve_request"}
+            "find-noisy-labels": "find_noisy_labels", "serve-request": "serve_request",
+            "index": "index"}
 
 setup(
     name="prism-tf",

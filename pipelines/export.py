@@ -8,7 +8,9 @@ atomically; see `prism_tf.export` for the two signatures and the
 A run that has not reached `train.steps` is refused unless
 --allow_unfinished; an existing version is never overwritten. --tflite adds
 `<version>/model.tflite`, the float signature for TensorFlow Lite (the
-bytes signature stays SavedModel-only).
+bytes signature stays SavedModel-only). --index (a folder `prism-tf-index`
+wrote) adds the `search` and `search_encoded` signatures: each query's
+--search_k nearest gallery rows, exact.
 """
 
 from pathlib import Path
@@ -20,6 +22,7 @@ from . import cli
 from .checks import ConfigError
 from .runs import Run
 from prism_tf.export import export_saved_model
+from prism_tf.search import GalleryIndex
 
 FLAGS = flags.FLAGS
 
@@ -33,11 +36,18 @@ def _define_flags() -> None:
                       "Export the latest checkpoint of a run that has not finished its steps.")
     flags.DEFINE_bool("tflite", False, "Also write <version>/model.tflite: the float "
                       "signature for TensorFlow Lite (not the bytes signature).")
+    flags.DEFINE_string("index", None, "Gallery index folder (prism-tf-index) to serve as "
+                        "the search signatures.")
+    flags.DEFINE_integer("search_k", 10, "Gallery rows each search answers (at most the "
+                         "gallery's).")
 
 
 def export_run(workdir: str, export_dir: str, version: Optional[int] = None,
-               allow_unfinished: bool = False, tflite: bool = False) -> Path:
-    """Exports the latest checkpoint of `workdir`; returns the version folder."""
+               allow_unfinished: bool = False, tflite: bool = False,
+               index: Optional[str] = None, search_k: int = 10) -> Path:
+    """Exports the latest checkpoint of `workdir` (with the gallery index
+    folder `index`: its search signatures); returns the version folder."""
+    gallery = GalleryIndex.load(index) if index else None
     run = Run(workdir)
     preprocessing, model = run.restore()
     step, steps = int(model.optimizer.iterations.numpy()), run.config.train.steps
@@ -45,7 +55,8 @@ def export_run(workdir: str, export_dir: str, version: Optional[int] = None,
         raise ConfigError(
             f"{workdir} is at step {step} of {steps}: not finished. "
             "Finish it (run the same train command again) or pass --allow_unfinished.")
-    return export_saved_model(model.encoder, export_dir, preprocessing, version, tflite)
+    return export_saved_model(model.encoder, export_dir, preprocessing, version, tflite,
+                              gallery, search_k)
 
 
 def main(argv):
@@ -54,7 +65,8 @@ def main(argv):
         raise app.UsageError("--workdir and --export_dir are required")
     with cli.one_line_errors():
         path = export_run(FLAGS.workdir, FLAGS.export_dir, FLAGS.version,
-                          FLAGS.allow_unfinished, FLAGS.tflite)
+                          FLAGS.allow_unfinished, FLAGS.tflite, FLAGS.index,
+                          FLAGS.search_k)
     print(f"exported {path}")
 
 

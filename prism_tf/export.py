@@ -7,8 +7,18 @@ Two signatures, both returning `embeddings` [N, D], L2-normalised float32:
   evaluation preprocessing (resize, centre crop, normalise). Malformed bytes
   make the call fail with InvalidArgumentError; the server keeps running.
 
+With a gallery index (`prism_tf.search.GalleryIndex`, written by
+`prism-tf-index`) two more, the same inputs -> the k nearest gallery rows,
+exact, in plain TF ops: `rows` [N, k] int64, `scores` [N, k] float32
+(cosine similarity), `labels` [N, k] int64 and `paths` [N, k] string:
+- `search`: `images` as `serving_default`;
+- `search_encoded`: `encoded_images` as `embed_encoded`.
+The gallery is held in variables (graph constants stop at 2 GB), one per
+shard of at most `SHARD_ROWS` rows, so a million rows of 512 floats export,
+load and serve (2 GB of variables).
+
 `assets.extra/` carries what a client and the server need beside the graph:
-`preprocessing.json` (the input contract of both signatures) and
+`preprocessing.json` (the input contract of the signatures) and
 `tf_serving_warmup_requests` (one PredictionLog per signature, which TF
 Serving replays at load so that the first real request is not slow).
 
@@ -38,14 +48,19 @@ import tensorflow as tf
 from prism_tf import compat
 from prism_tf.files import remove_stale_temporaries, temporary_name
 from prism_tf.data.pipeline import Preprocessing
+from prism_tf.search import GalleryIndex, top_k_rows
 
 CONTRACT_FILE = "preprocessing.json"
 TFLITE_FILE = "model.tflite"
 WARMUP_FILE = "tf_serving_warmup_requests"
+# Embeddings of one image by one model differ by float rounding between a
+# checkpoint and its export, CPU and GPU, eager and XLA: far less than this.
+PROBE_ATOL = 1e-3
 
 
 class _Embedder(tf.Module):
-    def __init__(self, encoder: keras.Model, preprocessing: Preprocessing):
+    def __init__(self, encoder: keras.Model, preprocessing: Preprocessing,
+                 index: Optional[GalleryIndex] = None, search_k: int = 10):
         super().__init__()
         self.encoder = encoder
         # The TF1 loader (TF Serving, `saved_model_cli run`) restores only the
@@ -59,6 +74,20 @@ class _Embedder(tf.Module):
             tf.TensorSpec([None, size, size, channels], tf.float32, name="images")])
         self.embed_encoded = tf.function(self._embed_encoded, input_signature=[
             tf.TensorSpec([None], tf.string, name="encoded_images")])
+        if index is not None:
+            # Variables, not constants: a graph constant is capped at 2 GB.
+            # One per shard (`prism_tf.search`), each restored on its own.
+            self.gallery_shards = [tf.Variable(shard, trainable=False, name=f"gallery_{i}")
+                                   for i, shard in enumerate(index.shards())]
+            self.gallery_labels = tf.Variable(index.labels, trainable=False,
+                                              name="gallery_labels")
+            self.gallery_paths = tf.Variable(index.paths.astype(object), trainable=False,
+                                             dtype=tf.string, name="gallery_paths")
+            self.search_k = min(search_k, len(index))
+            self.search = tf.function(self._search, input_signature=[
+                tf.TensorSpec([None, size, size, channels], tf.float32, name="images")])
+            self.search_encoded = tf.function(self._search_encoded, input_signature=[
+                tf.TensorSpec([None], tf.string, name="encoded_images")])
 
     def _embed(self, images):
         # A NaN pixel would come back as a NaN embedding, and features whose
@@ -87,9 +116,24 @@ class _Embedder(tf.Module):
                            fn_output_signature=tf.TensorSpec([size, size, channels], tf.float32))
         return self._embed(images)
 
+    def _found(self, embeddings):
+        scores, rows = top_k_rows(embeddings, self.gallery_shards, self.search_k)
+        return {"rows": tf.cast(rows, tf.int64), "scores": scores,
+                "labels": tf.gather(self.gallery_labels, rows),
+                "paths": tf.gather(self.gallery_paths, rows)}
 
-def serving_contract(preprocessing: Preprocessing, embedding_dim: int) -> Dict[str, object]:
-    """What a client must know to call the export: `assets.extra/preprocessing.json`.
+    def _search(self, images):
+        return self._found(self._embed(images)["embeddings"])
+
+    def _search_encoded(self, encoded_images):
+        return self._found(self._embed_encoded(encoded_images)["embeddings"])
+
+
+def serving_contract(preprocessing: Preprocessing, embedding_dim: int,
+                     index: Optional[GalleryIndex] = None,
+                     search_k: int = 10) -> Dict[str, object]:
+    """What a client must know to call the export: `assets.extra/preprocessing.json`
+    (with `index`: the `search` signatures too).
 
     >>> contract = serving_contract(Preprocessing(image_size=32, channels=3), 64)
     >>> contract["serving_default"]["inputs"]["images"]["shape"]
@@ -99,7 +143,14 @@ def serving_contract(preprocessing: Preprocessing, embedding_dim: int) -> Dict[s
     """
     size, channels = preprocessing.image_size, preprocessing.channels
     as_list = lambda values: None if values is None else [float(v) for v in values]  # noqa: E731
-    return {
+    images = {"images": {"dtype": "float32", "shape": [-1, size, size, channels],
+                         "meaning": "images already preprocessed as above"}}
+    encoded = {"encoded_images": {"dtype": "string", "shape": [-1],
+                                  "meaning": "JPEG/PNG/GIF/BMP file bytes, any size; "
+                                             "the model preprocesses them as above"}}
+    embeddings = {"embeddings": {"dtype": "float32", "shape": [-1, embedding_dim],
+                                 "meaning": "L2-normalised; compare by dot product"}}
+    contract = {
         "preprocessing": {
             "image_size": size,
             "channels": channels,
@@ -110,20 +161,24 @@ def serving_contract(preprocessing: Preprocessing, embedding_dim: int) -> Dict[s
             "mean": as_list(preprocessing.mean),
             "std": as_list(preprocessing.std),
         },
-        "serving_default": {
-            "inputs": {"images": {"dtype": "float32", "shape": [-1, size, size, channels],
-                                  "meaning": "images already preprocessed as above"}},
-            "outputs": {"embeddings": {"dtype": "float32", "shape": [-1, embedding_dim],
-                                       "meaning": "L2-normalised; compare by dot product"}},
-        },
-        "embed_encoded": {
-            "inputs": {"encoded_images": {"dtype": "string", "shape": [-1],
-                                          "meaning": "JPEG/PNG/GIF/BMP file bytes, any size; "
-                                                     "the model preprocesses them as above"}},
-            "outputs": {"embeddings": {"dtype": "float32", "shape": [-1, embedding_dim],
-                                       "meaning": "L2-normalised; compare by dot product"}},
-        },
+        "serving_default": {"inputs": images, "outputs": embeddings},
+        "embed_encoded": {"inputs": encoded, "outputs": embeddings},
     }
+    if index is not None:
+        k = min(search_k, len(index))
+        found = {"rows": {"dtype": "int64", "shape": [-1, k],
+                          "meaning": "gallery row ids, most similar first"},
+                 "scores": {"dtype": "float32", "shape": [-1, k],
+                            "meaning": "cosine similarity to the query"},
+                 "labels": {"dtype": "int64", "shape": [-1, k],
+                            "meaning": "the rows' labels in the gallery"},
+                 "paths": {"dtype": "string", "shape": [-1, k],
+                           "meaning": "the rows' image files (empty for in-memory images)"}}
+        gallery = {"rows": len(index), "dim": index.dim, "source": index.source, "k": k,
+                   "shard_rows": index.shard_rows, "search": "exact, by dot product"}
+        contract["search"] = {"inputs": images, "outputs": found, "gallery": gallery}
+        contract["search_encoded"] = {"inputs": encoded, "outputs": found, "gallery": gallery}
+    return contract
 
 
 def preprocessing_from_contract(contract: Dict[str, object]) -> Preprocessing:
@@ -166,14 +221,29 @@ def rest_body(signature: str, inputs: Dict[str, np.ndarray]) -> Dict[str, object
                           for i in range(count)]}
 
 
-def warmup_requests(preprocessing: Preprocessing) -> Dict[str, Dict[str, np.ndarray]]:
-    """One small request per signature: {signature: {input name: value}}."""
+def _grey(preprocessing: Preprocessing) -> np.ndarray:
     size, channels = preprocessing.image_size, preprocessing.channels
-    grey = np.full([size, size, channels], 128, np.uint8)
-    png = tf.io.encode_png(grey).numpy()
-    images = preprocessing.normalize(grey).numpy()[None]
-    return {"serving_default": {"images": images},
-            "embed_encoded": {"encoded_images": np.array([png], dtype=object)}}
+    return np.full([size, size, channels], 128, np.uint8)
+
+
+def probe_images(preprocessing: Preprocessing) -> np.ndarray:
+    """[1, S, S, C]: one mid-grey image, preprocessed. Its embedding tells
+    models apart: a gallery index records it, and an export refuses an index
+    whose probe another encoder embedded."""
+    return preprocessing.normalize(_grey(preprocessing)).numpy()[None]
+
+
+def warmup_requests(preprocessing: Preprocessing,
+                    search: bool = False) -> Dict[str, Dict[str, np.ndarray]]:
+    """One small request per signature (`search`: the search signatures
+    too): {signature: {input name: value}}."""
+    images = {"images": probe_images(preprocessing)}
+    encoded = {"encoded_images": np.array([tf.io.encode_png(_grey(preprocessing)).numpy()],
+                                          dtype=object)}
+    requests = {"serving_default": images, "embed_encoded": encoded}
+    if search:
+        requests.update(search=images, search_encoded=encoded)
+    return requests
 
 
 def write_warmup_file(path: Path, requests: Dict[str, Dict[str, np.ndarray]]) -> None:
@@ -227,13 +297,30 @@ def tflite_model(saved_model_dir: Path) -> bytes:
 
 
 def export_saved_model(encoder: keras.Model, export_dir: str, preprocessing: Preprocessing,
-                       version: Optional[int] = None, tflite: bool = False) -> Path:
+                       version: Optional[int] = None, tflite: bool = False,
+                       index: Optional[GalleryIndex] = None, search_k: int = 10) -> Path:
     """Writes `export_dir/<version>` atomically and returns its path.
 
     `preprocessing` is the evaluation preprocessing, with `channels` set;
-    `tflite` adds `model.tflite` (the float signature). Raises
-    FileExistsError, writing nothing, if that version exists.
+    `tflite` adds `model.tflite` (the float signature); `index` adds the
+    `search` signatures over that gallery, answering its `search_k` (at
+    most the gallery's rows) nearest rows. Raises FileExistsError, writing
+    nothing, if that version exists.
     """
+    if index is not None:
+        if index.dim != int(encoder.output_shape[-1]):
+            raise ValueError(f"the gallery index holds {index.dim}-dimensional embeddings; "
+                             f"this encoder's are {int(encoder.output_shape[-1])}: it was "
+                             "indexed by another model")
+        if search_k < 1:
+            raise ValueError(f"search_k={search_k}: expected at least 1 row per query")
+        probe = encoder(probe_images(preprocessing), training=False)
+        probe = tf.math.l2_normalize(tf.cast(probe, tf.float32), axis=1).numpy()[0]
+        if index.probe is not None and not np.allclose(probe, index.probe, atol=PROBE_ATOL):
+            raise ValueError(f"the gallery index ({index.source}) was embedded by another "
+                             "model: its probe embedding differs from this encoder's by "
+                             f"{np.abs(probe - index.probe).max():.3g}; index the gallery "
+                             "again with the model being exported")
     if not preprocessing.channels:
         raise ValueError("export_saved_model: preprocessing.channels must be set "
                          "(Preprocessing.for_split gives it)")
@@ -251,15 +338,19 @@ def export_saved_model(encoder: keras.Model, export_dir: str, preprocessing: Pre
         raise FileExistsError(f"{final} exists; versions are never overwritten")
     remove_stale_temporaries(export_dir)
     temporary = temporary_name(final)
-    module = _Embedder(encoder, preprocessing)
+    module = _Embedder(encoder, preprocessing, index, search_k)
+    signatures = {"serving_default": module.embed, "embed_encoded": module.embed_encoded}
+    if index is not None:
+        signatures.update(search=module.search, search_encoded=module.search_encoded)
     try:
-        tf.saved_model.save(module, str(temporary), signatures={
-            "serving_default": module.embed, "embed_encoded": module.embed_encoded})
+        tf.saved_model.save(module, str(temporary), signatures=signatures)
         extra = temporary / "assets.extra"
         extra.mkdir()
-        contract = serving_contract(preprocessing, int(encoder.output_shape[-1]))
+        contract = serving_contract(preprocessing, int(encoder.output_shape[-1]), index,
+                                    search_k)
         (extra / CONTRACT_FILE).write_text(json.dumps(contract, indent=2))
-        write_warmup_file(extra / WARMUP_FILE, warmup_requests(preprocessing))
+        write_warmup_file(extra / WARMUP_FILE,
+                          warmup_requests(preprocessing, search=index is not None))
         if tflite:
             (temporary / TFLITE_FILE).write_bytes(tflite_model(temporary))
         temporary.rename(final)

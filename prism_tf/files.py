@@ -72,3 +72,15 @@ def remove_stale_temporaries(folder: Path) -> List[Path]:
                     entry.unlink()
             stale.append(entry)
     return stale
+
+
+def replace_folder(new: Path, folder: Path) -> None:
+    """Renames the complete folder `new` to `folder`, replacing what is
+    there: the old one is first moved to a hidden temporary name, so
+    `folder` is missing for a moment at most, never half-written."""
+    folder = Path(folder)
+    old = temporary_name(folder.with_name(folder.name + ".old"))
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(new, folder)
+    shutil.rmtree(old, ignore_errors=True)

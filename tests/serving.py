@@ -3,7 +3,8 @@
 The SavedModel is loaded the way TF Serving's C++ loader does it (a TF1
 session that restores the variables with the export's own saver), REST
 bodies are decoded by TF Serving's row-format rules, and two small servers on
-127.0.0.1 answer REST `:predict` and gRPC `Predict` from that session.
+127.0.0.1 answer REST `:predict` and gRPC `Predict` from that session, with
+every output of the signature.
 """
 
 import base64
@@ -13,7 +14,7 @@ import json
 import threading
 import time
 from concurrent import futures
-from typing import Callable, Dict, Iterator
+from typing import Callable, Dict, Iterator, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -23,16 +24,22 @@ Predict = Callable[[str, Dict[str, np.ndarray]], np.ndarray]
 
 @contextlib.contextmanager
 def tf1_loaded(path) -> Iterator[Predict]:
-    """Yields predict(signature, {input name: array}) -> embeddings, from a
-    TF1 session that loaded `path` with `tf.compat.v1.saved_model.loader`."""
+    """Yields predict(signature, {input name: array}, output="embeddings")
+    -> that output (output=None: {name: array} of all), from a TF1 session
+    that loaded `path` with `tf.compat.v1.saved_model.loader`."""
     graph = tf.Graph()
     with tf.compat.v1.Session(graph=graph) as session:
         meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
 
-        def predict(signature: str, inputs: Dict[str, np.ndarray]) -> np.ndarray:
+        def predict(signature: str, inputs: Dict[str, np.ndarray],
+                    output: Optional[str] = "embeddings"):
             definition = meta_graph.signature_def[signature]
             feeds = {definition.inputs[name].name: value for name, value in inputs.items()}
-            return session.run(definition.outputs["embeddings"].name, feeds)
+            if output is not None:
+                return session.run(definition.outputs[output].name, feeds)
+            names = sorted(definition.outputs)
+            values = session.run([definition.outputs[n].name for n in names], feeds)
+            return dict(zip(names, values))
 
         yield predict
 
@@ -56,6 +63,22 @@ def inputs_from_grpc(request) -> Dict[str, np.ndarray]:
     return {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
 
 
+def rest_predictions(outputs: Dict[str, np.ndarray]) -> list:
+    """TF Serving's row-format answer: one value per instance where the
+    signature has one output, else one {output: value} per instance;
+    strings as UTF-8 text."""
+    def value(array):
+        if array.dtype == object:
+            return np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(array).tolist()
+        return array.tolist()
+
+    rows = {name: value(array) for name, array in outputs.items()}
+    if len(rows) == 1:
+        return next(iter(rows.values()))
+    count = len(next(iter(rows.values())))
+    return [{name: column[i] for name, column in rows.items()} for i in range(count)]
+
+
 @contextlib.contextmanager
 def rest_server(predict: Predict, model_name: str, port: int = 0) -> Iterator[str]:
     """A REST `/v1/models/MODEL:predict` endpoint on 127.0.0.1 (`port`, or a
@@ -66,9 +89,9 @@ def rest_server(predict: Predict, model_name: str, port: int = 0) -> Iterator[st
                 self.send_error(404)
                 return
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            embeddings = predict(body.get("signature_name", "serving_default"),
-                                 inputs_from_rest(body))
-            answer = json.dumps({"predictions": embeddings.tolist()}).encode()
+            outputs = predict(body.get("signature_name", "serving_default"),
+                              inputs_from_rest(body), None)
+            answer = json.dumps({"predictions": rest_predictions(outputs)}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(answer)))
@@ -125,10 +148,11 @@ def grpc_server(predict: Predict, model_name: str, port: int = 0) -> Iterator[st
         def Predict(self, request, context):
             if request.model_spec.name != model_name:
                 context.abort(grpc.StatusCode.NOT_FOUND, f"no model {request.model_spec.name}")
-            embeddings = predict(request.model_spec.signature_name or "serving_default",
-                                 inputs_from_grpc(request))
+            outputs = predict(request.model_spec.signature_name or "serving_default",
+                              inputs_from_grpc(request), None)
             response = predict_pb2.PredictResponse()
-            response.outputs["embeddings"].CopyFrom(tf.make_tensor_proto(embeddings))
+            for name, value in outputs.items():
+                response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
             return response
 
     # One worker: the TF1 session is driven from one thread at a time.

@@ -18,7 +18,8 @@ from prism_tf import MemoryBank, PrismModel, PrismSelector, compat
 from prism_tf.data.pipeline import Preprocessing
 from prism_tf.encoders import small_cnn
 from prism_tf.export import (CONTRACT_FILE, TFLITE_FILE, WARMUP_FILE, export_saved_model,
-                             preprocessing_from_contract)
+                             preprocessing_from_contract, probe_images)
+from prism_tf.search import GalleryIndex
 from tests import serving
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,10 +31,25 @@ LEGACY_PYTHON = Path(os.environ.get("PRISM_LEGACY_PYTHON", ROOT / ".venv-legacy/
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    model = PrismModel(small_cnn((16, 16, 3), 8), MemoryBank(32, 8, 4), PrismSelector(0.5))
+def model():
+    return PrismModel(small_cnn((16, 16, 3), 8), MemoryBank(32, 8, 4), PrismSelector(0.5))
+
+
+@pytest.fixture(scope="module")
+def gallery(model):
+    """A gallery of 20 random images in shards of 7 rows: the third shard is short."""
+    pixels = np.random.default_rng(2).normal(size=(20, 16, 16, 3)).astype(np.float32)
+    return GalleryIndex(model.predict(pixels, verbose=0), np.arange(20) % 4,
+                        [f"gallery/{i}.png" for i in range(20)], shard_rows=7,
+                        source="test gallery",
+                        probe=model.predict(probe_images(PRE), verbose=0)[0])
+
+
+@pytest.fixture(scope="module")
+def exported(model, gallery, tmp_path_factory):
+    """Every signature: the embeddings and the search over `gallery` (k = 5)."""
     export_dir = tmp_path_factory.mktemp("export")
-    path = export_saved_model(model.encoder, str(export_dir), PRE)
+    path = export_saved_model(model.encoder, str(export_dir), PRE, index=gallery, search_k=5)
     return model, export_dir, path
 
 
@@ -136,8 +152,43 @@ def test_the_tf1_loader_serves_both_signatures_like_keras(exported, images):
             predict("embed_encoded", {"encoded_images": np.array([b"not an image"], object)})
 
 
-@pytest.mark.parametrize("signature", ["serving_default", "embed_encoded"])
-def test_saved_model_cli_run_answers(exported, images, tmp_path, signature):
+def test_the_tf1_loader_searches_the_gallery_like_the_index(exported, gallery, images):
+    model, _, path = exported
+    _, preprocessed, encoded = images
+    expected = gallery.search(model.predict(preprocessed, verbose=0), k=5)
+    with serving.tf1_loaded(path) as predict:
+        for signature, inputs in (("search", {"images": preprocessed}),
+                                  ("search_encoded", {"encoded_images": encoded})):
+            found = predict(signature, inputs, output=None)
+            np.testing.assert_array_equal(found["rows"], expected.rows)
+            np.testing.assert_array_equal(found["labels"], expected.labels)
+            np.testing.assert_array_equal(found["paths"].astype(str), expected.paths)
+            np.testing.assert_allclose(found["scores"], expected.scores, atol=1e-5)
+            # Best first, across the shards of 7 rows.
+            assert (np.diff(found["scores"], axis=1) <= 1e-6).all()
+        with pytest.raises(tf.errors.InvalidArgumentError, match="images must be finite"):
+            predict("search", {"images": np.full_like(preprocessed, np.nan)}, output="rows")
+
+
+def test_an_index_of_another_model_or_width_is_refused(model, gallery, tmp_path):
+    other = small_cnn((16, 16, 3), 8)
+    with pytest.raises(ValueError, match="embedded by another model"):
+        export_saved_model(other, str(tmp_path), PRE, index=gallery)
+    narrow = GalleryIndex(gallery.embeddings[:, :4], gallery.labels, source="narrow")
+    with pytest.raises(ValueError, match="4-dimensional embeddings; this encoder's are 8"):
+        export_saved_model(model.encoder, str(tmp_path), PRE, index=narrow)
+    with pytest.raises(ValueError, match="search_k=0"):
+        export_saved_model(model.encoder, str(tmp_path), PRE, index=gallery, search_k=0)
+    assert list(tmp_path.iterdir()) == []
+    # k above the gallery's rows answers every row.
+    path = export_saved_model(model.encoder, str(tmp_path), PRE, index=gallery, search_k=50)
+    contract = json.loads((path / "assets.extra" / CONTRACT_FILE).read_text())
+    assert contract["search"]["gallery"]["k"] == 20
+    assert contract["search_encoded"]["outputs"]["paths"]["shape"] == [-1, 20]
+
+
+@pytest.mark.parametrize("signature", ["serving_default", "embed_encoded", "search_encoded"])
+def test_saved_model_cli_run_answers(exported, gallery, images, tmp_path, signature):
     model, _, path = exported
     _, preprocessed, encoded = images
     if signature == "serving_default":
@@ -152,8 +203,16 @@ def test_saved_model_cli_run_answers(exported, images, tmp_path, signature):
          "--signature_def", signature, "--inputs", argument, "--outdir", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=300, env=QUIET)
     assert result.returncode == 0, result.stderr[-2000:]
-    np.testing.assert_allclose(np.load(tmp_path / "out" / "embeddings.npy"),
-                               model.predict(preprocessed, verbose=0), atol=1e-5)
+    embeddings = model.predict(preprocessed, verbose=0)
+    if signature == "search_encoded":
+        expected = gallery.search(embeddings, k=5)
+        np.testing.assert_array_equal(np.load(tmp_path / "out" / "rows.npy"), expected.rows)
+        np.testing.assert_array_equal(np.load(tmp_path / "out" / "labels.npy"), expected.labels)
+        np.testing.assert_allclose(np.load(tmp_path / "out" / "scores.npy"), expected.scores,
+                                   atol=1e-5)
+    else:
+        np.testing.assert_allclose(np.load(tmp_path / "out" / "embeddings.npy"), embeddings,
+                                   atol=1e-5)
 
 
 def test_saved_model_cli_shows_both_signatures(exported):
@@ -161,8 +220,8 @@ def test_saved_model_cli_shows_both_signatures(exported):
     result = subprocess.run([_cli("saved_model_cli"), "show", "--dir", str(path), "--all"],
                             capture_output=True, text=True, timeout=300, env=QUIET)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "signature_def['serving_default']" in result.stdout
-    assert "signature_def['embed_encoded']" in result.stdout
+    for signature in ("serving_default", "embed_encoded", "search", "search_encoded"):
+        assert f"signature_def['{signature}']" in result.stdout
     assert "(-1, 16, 16, 3)" in result.stdout and "embeddings" in result.stdout
 
 
@@ -214,6 +273,11 @@ def test_the_contract_says_how_to_preprocess(exported, images):
     assert contract["preprocessing"]["std"] == [0.25] * 3
     assert contract["serving_default"]["inputs"]["images"]["shape"] == [-1, 16, 16, 3]
     assert contract["embed_encoded"]["outputs"]["embeddings"]["shape"] == [-1, 8]
+    assert contract["search"]["inputs"]["images"]["shape"] == [-1, 16, 16, 3]
+    assert contract["search_encoded"]["outputs"]["rows"]["shape"] == [-1, 5]
+    assert contract["search"]["gallery"] == {
+        "rows": 20, "dim": 8, "source": "test gallery", "k": 5, "shard_rows": 7,
+        "search": "exact, by dot product"}
     rebuilt = preprocessing_from_contract(contract)
     pixels = np.random.default_rng(1).integers(0, 255, (23, 19, 3), dtype=np.uint8)
     np.testing.assert_array_equal(rebuilt.eval_view(pixels).numpy(),
@@ -227,20 +291,24 @@ def test_warmup_records_parse_and_answer_through_the_tf1_session(exported):
     records = list(tf.data.TFRecordDataset(str(path / "assets.extra" / WARMUP_FILE)))
     logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in records]
     assert sorted(log.predict_log.request.model_spec.signature_name for log in logs) == [
-        "embed_encoded", "serving_default"]
+        "embed_encoded", "search", "search_encoded", "serving_default"]
     with serving.tf1_loaded(path) as predict:
         answers = {}
         for log in logs:
             request = log.predict_log.request
-            answers[request.model_spec.signature_name] = predict(
-                request.model_spec.signature_name, serving.inputs_from_grpc(request))
-    for answer in answers.values():
-        assert answer.shape == (1, 8) and np.isfinite(answer).all()
-    # Both are the same mid-grey image, once as floats and once as a PNG.
+            signature = request.model_spec.signature_name
+            answers[signature] = predict(signature, serving.inputs_from_grpc(request),
+                                         "scores" if "search" in signature else "embeddings")
+    for signature, answer in answers.items():
+        assert answer.shape == ((1, 5) if "search" in signature else (1, 8))
+        assert np.isfinite(answer).all()
+    # Each pair is the same mid-grey image, once as floats and once as a PNG.
     np.testing.assert_allclose(answers["serving_default"], answers["embed_encoded"], atol=1e-5)
+    np.testing.assert_allclose(answers["search"], answers["search_encoded"], atol=1e-5)
 
 
-def test_an_export_from_this_stack_serves_in_the_legacy_runtime(exported, images, tmp_path):
+def test_an_export_from_this_stack_serves_in_the_legacy_runtime(exported, gallery, images,
+                                                                tmp_path):
     if not compat.KERAS_3:
         pytest.skip("this is the legacy stack; the primary suite runs this test")
     if not LEGACY_PYTHON.exists():
@@ -259,7 +327,11 @@ def test_an_export_from_this_stack_serves_in_the_legacy_runtime(exported, images
             a = predict("serving_default", {{"images": np.load({str(tmp_path / 'images.npy')!r})}})
             b = predict("embed_encoded",
                         {{"encoded_images": np.load({str(tmp_path / 'encoded.npy')!r})}})
+            rows = predict("search_encoded",
+                           {{"encoded_images": np.load({str(tmp_path / 'encoded.npy')!r})}},
+                           "rows")
         np.save({str(tmp_path / 'a.npy')!r}, a); np.save({str(tmp_path / 'b.npy')!r}, b)
+        np.save({str(tmp_path / 'rows.npy')!r}, rows)
         """)
     result = subprocess.run([str(LEGACY_PYTHON), "-c", script], capture_output=True, text=True,
                             env=QUIET, timeout=300, cwd=ROOT)
@@ -267,6 +339,8 @@ def test_an_export_from_this_stack_serves_in_the_legacy_runtime(exported, images
     expected = model.predict(preprocessed, verbose=0)
     np.testing.assert_allclose(np.load(tmp_path / "a.npy"), expected, atol=1e-5)
     np.testing.assert_allclose(np.load(tmp_path / "b.npy"), expected, atol=1e-5)
+    np.testing.assert_array_equal(np.load(tmp_path / "rows.npy"),
+                                  gallery.search(expected, k=5).rows)
 
 
 def _serve_request(*args):

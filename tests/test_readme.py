@@ -86,12 +86,52 @@ def test_the_serving_recipe_runs_as_written(served):
     np.testing.assert_allclose(np.load(folder / "grpc.npy"), expected[:1], atol=1e-5)
 
 
+def test_the_search_recipe_runs_as_written(tmp_path):
+    from configs import default
+    from pipelines.train import train
+    from prism_tf.search import GalleryIndex
+    from tests import data_helpers
+
+    text = section("Search a gallery")
+    index_and_export, curl = shell_blocks(text)
+    # As written, on a run of the default config cut to 4 steps and a gallery
+    # folder this test made.
+    config = default.get_config()
+    config.train.steps, config.train.eval_every = 4, 4
+    train(config, str(tmp_path / "runs" / "default"), verbose=0)
+    data_helpers.image_folder(tmp_path / "gallery", images_per_class=(2, 3))
+    data_helpers.write_image(tmp_path / "a.jpg", seed=99)
+    result = _bash(index_and_export, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    index = GalleryIndex.load(tmp_path / "runs" / "default" / "index")
+    assert len(index) == 5 and index.paths[0].startswith("gallery/class_0/")
+    with serving.tf1_loaded(tmp_path / "models" / "prism" / "1") as predict, \
+            serving.rest_server(predict, "prism", port=8501):
+        expected = predict("search_encoded", {"encoded_images": np.array(
+            [(tmp_path / "a.jpg").read_bytes()], object)}, None)
+        result = _bash(curl, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    [answer] = json.loads(result.stdout)["predictions"]
+    assert answer["rows"] == expected["rows"][0].tolist() and len(answer["rows"]) == 5
+    assert answer["paths"] == [p.decode() for p in expected["paths"][0]]
+    assert answer["paths"][0] == index.paths[answer["rows"][0]]
+    np.testing.assert_allclose(answer["scores"], expected["scores"][0], atol=1e-6)
+
+    [snippet] = python_blocks(text)
+    result = _bash(f"python - <<'EOF'\n{snippet}\nEOF", tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 5 and lines[0].split()[0] == "1"
+    assert float(lines[0].split()[1]) == pytest.approx(0.0, abs=1e-5)   # itself
+
+
 def test_every_python_snippet_is_run_by_a_test():
     # The serving snippet runs in test_the_serving_recipe_runs_as_written, the
     # own config in test_the_own_config_snippet_trains_from_any_folder, the
-    # TFLite one in test_the_tflite_snippet_embeds_as_the_export, the "Use"
-    # snippets below; a new snippet must join one of them.
-    assert len(python_blocks(README)) == len(python_blocks(section("Use"))) + 3
+    # TFLite one in test_the_tflite_snippet_embeds_as_the_export, the search
+    # one in test_the_search_recipe_runs_as_written, the "Use" snippets
+    # below; a new snippet must join one of them.
+    assert len(python_blocks(README)) == len(python_blocks(section("Use"))) + 4
 
 
 def test_the_tflite_snippet_embeds_as_the_export(tmp_path):

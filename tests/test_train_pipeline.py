@@ -16,12 +16,15 @@ import pytest
 import tensorflow as tf
 
 from configs import default
+from tests import serving
 from pipelines import checks, factories, runs
 from pipelines.evaluate import evaluate
 from pipelines.export import export_run
 from prism_tf import losses
 from prism_tf.proxy_losses import PROXY_LOSSES
+from prism_tf.data.pipeline import eval_dataset
 from prism_tf.model import InvalidBatchError
+from prism_tf.search import GalleryIndex, leave_one_out_recall
 from pipelines.train import train
 from prism_tf.monitoring import PROJECTOR_TENSOR
 
@@ -282,6 +285,64 @@ def test_evaluate_checkpoint_and_exported_model_reproduce_the_run(finished_run, 
     for name in ("precision_at_1", "recall_at_8", "r_precision", "map_at_r"):
         assert from_checkpoint[name] == pytest.approx(metrics[name], abs=1e-9), name
         assert from_export[name] == pytest.approx(metrics[name], abs=1e-3), name
+
+
+def test_the_exports_search_finds_what_evaluate_measures(finished_run, tmp_path):
+    """prism-tf-index on the run's evaluation split, exported with --index:
+    the `search` signature, as TF Serving loads it, gives evaluate's recall."""
+    workdir, metrics = finished_run
+    result = _run([sys.executable, "-m", "pipelines.index", f"--workdir={workdir}",
+                   f"--output={tmp_path / 'index'}", "--shard_rows=50"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "indexed" in result.stdout
+    path = export_run(str(workdir), str(tmp_path / "models"), index=str(tmp_path / "index"),
+                      search_k=9)
+    run = runs.Run(str(workdir))
+    test_split = run.splits()[1]
+    images = np.concatenate([batch for batch, _ in eval_dataset(
+        test_split, 64, factories.preprocessing(run.config))])
+    with serving.tf1_loaded(path) as predict:
+        rows = predict("search", {"images": images}, output="rows")
+        paths = predict("search", {"images": images[:2]}, output="paths")
+    assert rows.shape == (len(test_split), 9)
+    assert (paths == b"").all()   # the built-in set's images are in memory, not files
+    found = leave_one_out_recall(rows, test_split.labels, run.config.eval.recall_at)
+    for name, value in found.items():
+        assert value == pytest.approx(metrics[name], abs=1e-9), name
+
+
+def test_a_gallery_folder_or_csv_is_indexed_with_its_paths(finished_run, tmp_path):
+    from pipelines.index import index_gallery
+    from tests import data_helpers
+
+    workdir, _ = finished_run
+    folder = data_helpers.image_folder(tmp_path / "gallery", images_per_class=(2, 3))
+    damaged = data_helpers.damage_png_body(folder / "class_1" / "img_1.png")
+    index = GalleryIndex.load(index_gallery(str(workdir), str(folder)))
+    assert index.source == str(folder) and len(index) == 4   # the damaged one left out
+    assert str(damaged) not in index.paths.tolist()
+    assert sorted(index.paths.tolist()) == sorted(
+        str(p) for p in folder.rglob("img_*") if p != damaged)
+    assert index.labels.tolist() == [0, 0, 1, 1]
+    # The same images as a CSV under a root, into another folder; the index
+    # replaces what is there.
+    (tmp_path / "list.csv").write_text("".join(
+        f"{p.relative_to(folder)},{p.parent.name[-1]}\n" for p in sorted(folder.rglob("img_*"))
+        if p != damaged))
+    output = tmp_path / "csv-index"
+    (output / "stale").mkdir(parents=True)
+    index_gallery(str(workdir), str(tmp_path / "list.csv"), str(folder), str(output))
+    assert sorted(p.name for p in output.iterdir()) == ["embeddings.npy", "index.json",
+                                                        "labels.npy"]
+    assert GalleryIndex.load(output).paths.tolist() == index.paths.tolist()
+    with pytest.raises(ValueError, match=r"cannot be decoded: .*img_1.png"):
+        index_gallery(str(workdir), str(folder), output=str(tmp_path / "strict"), strict=True)
+    assert not (tmp_path / "strict").exists()
+    result = _run([sys.executable, "-m", "pipelines.index", f"--workdir={workdir}",
+                   f"--gallery={tmp_path / 'nothing'}"])
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: --gallery={tmp_path / 'nothing'}: no such folder or CSV file")
 
 
 def _back_to_step_20(finished, workdir: Path) -> Path:
