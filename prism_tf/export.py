@@ -227,17 +227,23 @@ def _grey(preprocessing: Preprocessing) -> np.ndarray:
 
 
 def probe_images(preprocessing: Preprocessing) -> np.ndarray:
-    """[1, S, S, C]: one mid-grey image, preprocessed. Its embedding tells
-    models apart: a gallery index records it, and an export refuses an index
-    whose probe another encoder embedded."""
-    return preprocessing.normalize(_grey(preprocessing)).numpy()[None]
+    """[1, S, S, C]: one fixed image of diagonal stripes over the whole pixel
+    range, preprocessed. Its embedding tells models apart: a gallery index
+    records it, and an export refuses an index whose probe another encoder
+    embedded. (Not a flat grey: a freshly initialised encoder maps an input
+    near 0 to near 0, the same for every model.)"""
+    size, channels = preprocessing.image_size, preprocessing.channels
+    rows, columns, planes = np.meshgrid(np.arange(size), np.arange(size), np.arange(channels),
+                                        indexing="ij")
+    stripes = ((rows * 37 + columns * 11 + planes * 85) % 256).astype(np.uint8)
+    return preprocessing.normalize(stripes).numpy()[None]
 
 
 def warmup_requests(preprocessing: Preprocessing,
                     search: bool = False) -> Dict[str, Dict[str, np.ndarray]]:
     """One small request per signature (`search`: the search signatures
     too): {signature: {input name: value}}."""
-    images = {"images": probe_images(preprocessing)}
+    images = {"images": preprocessing.normalize(_grey(preprocessing)).numpy()[None]}
     encoded = {"encoded_images": np.array([tf.io.encode_png(_grey(preprocessing)).numpy()],
                                           dtype=object)}
     requests = {"serving_default": images, "embed_encoded": encoded}
