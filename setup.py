@@ -45,6 +45,8 @@ setup(
         "numpy>=1.26",
         # PredictRequest / PredictionLog protos: warm-up records and the client.
         "tensorflow-serving-api>=2.15.1",
+        # Captions on the finder's picture and TensorBoard's image grids.
+        "pillow>=9",
     ],
     extras_require={
         # pytest-xdist: `make test` spreads the tests over the CPU cores.

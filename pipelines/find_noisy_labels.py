@@ -20,8 +20,10 @@ is their product (--neighbours=0: the clean probability alone). Writes beside th
   `--config.data.verdicts=<the CSV>` (`prism_tf.data.verdicts`);
   --suggest_drop fills `drop` into that share of the scored samples,
   most suspicious first.
-- `noisy_labels.png`: the first --grid suspects in CSV order, row by row
-  (framed red / green where the ground truth says wrong / right);
+- `noisy_labels.png`: the first --grid suspects in CSV order, row by row,
+  each with its rank, sample, given -> most likely label and clean score,
+  under a legend (framed red / green where the ground truth says wrong /
+  right);
 - `noisy_labels.json`: counts, the CSV's sha256 and, with ground truth
   (injected noise or a CSV clean list), ROC AUC, average precision and
   precision / recall among the top k suspects. Written last (the old one
@@ -45,7 +47,7 @@ from prism_tf.data.pipeline import sample_dataset
 from prism_tf.files import write_atomically
 from prism_tf.label_issues import (clean_probabilities, neighbour_agreement,
                                    ranking_metrics)
-from prism_tf.monitoring import displayable, image_grid
+from prism_tf.monitoring import FRAME_LEGEND, captioned_grid, displayable
 from prism_tf.scoring import SCORINGS, Scoring
 
 FLAGS = flags.FLAGS
@@ -166,8 +168,9 @@ def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
                  summary["suggested_drops"])
     write_atomically(output / "noisy_labels.csv", table)
     if grid:
-        _write_grid(output / "noisy_labels.png", split, index[order][:grid], preprocessing,
-                    known)
+        shown = order[:grid]
+        _write_grid(output / "noisy_labels.png", split, index[shown], labels[shown],
+                    most_likely[shown], score[shown], preprocessing, known)
     summary["csv_sha256"] = hashlib.sha256(table.encode()).hexdigest()
     write_atomically(output / "noisy_labels.json", json.dumps(summary, indent=2))
     return summary
@@ -189,20 +192,24 @@ def _csv(split, index, labels, most_likely, scores, known: bool, drops: int) -> 
     return text.getvalue()
 
 
-def _write_grid(path: Path, split, index, preprocessing, known: bool) -> None:
+def _write_grid(path: Path, split, index, labels, most_likely, scores, preprocessing,
+                known: bool) -> None:
+    """The first suspects as captioned tiles: CSV rank and sample, given ->
+    most likely label, clean score; framed by the ground truth if known."""
     images = next(iter(sample_dataset(split, channels=preprocessing.channels, indices=index)
                        .map(lambda s: preprocessing.eval_view(s["image"]))
                        .batch(len(index))))
-    columns = 8
-    rows = -(-len(index) // columns)
-    padding = rows * columns - len(index)
-    shown = tf.concat([displayable(images),
-                       tf.zeros([padding, *images.shape[1:3], 3])], 0)
-    border = (np.where(split.is_noisy[index], 1, 2) if known
-              else np.zeros(len(index), int))
-    border = np.concatenate([border, np.zeros(padding, int)]).reshape(rows, columns)
-    picture = image_grid(tf.reshape(shown, [rows, columns, *shown.shape[1:]]), border)[0]
-    write_atomically(path, tf.io.encode_png(tf.cast(picture * 255, tf.uint8)).numpy())
+    captions = [[f"#{rank} sample {int(i)}", f"given {int(label)} -> {int(best)}",
+                 "score -" if np.isnan(score) else f"score {score:.3g}"]
+                for rank, (i, label, best, score)
+                in enumerate(zip(index, labels, most_likely, scores), 1)]
+    legend = [f"noisy_labels.csv ranks 1-{len(index)}, most suspicious first: given label -> "
+              "most likely label, clean score",
+              FRAME_LEGEND if known else "frame: grey (no ground truth for these labels)"]
+    picture = captioned_grid(displayable(images).numpy(), captions,
+                             np.where(split.is_noisy[index], 1, 2) if known else None,
+                             legend=legend)
+    write_atomically(path, tf.io.encode_png(picture).numpy())
 
 
 def main(argv):

@@ -165,6 +165,18 @@ def test_the_finder_ranks_the_injected_wrong_labels_first(trained_run, tmp_path)
         (tmp_path / "noisy_labels.csv").read_bytes()).hexdigest()
     png = (tmp_path / "noisy_labels.png").read_bytes()
     assert png.startswith(b"\x89PNG")
+    # 20 suspects of 32 x 32 in 8 columns of 96-pixel tiles (100 with the
+    # frame), each with three caption lines under it, two legend lines on top.
+    picture = tf.io.decode_png(png).numpy()
+    top, cell_h, cell_w = 2 * 12 + 4, 96 + 4 + 3 * 12 + 4, 100
+    assert picture.shape == (top + 3 * cell_h, 8 * cell_w, 3)
+    assert (picture[4:top - 4] < 64).any()   # the legend's text
+    for rank, row in enumerate(rows[:8]):
+        x = rank * cell_w
+        frame = (230, 25, 25) if row["is_wrong"] == "1" else (25, 204, 25)
+        assert tuple(picture[top + 1, x + 1]) == frame, rank
+        caption = picture[top + 100:top + cell_h - 4, x:x + cell_w]
+        assert (caption < 64).all(axis=-1).sum() > 50, rank   # dark text on white
 
 
 def test_the_command_writes_beside_the_run_and_refuses_a_folder_that_is_no_run(
@@ -330,18 +342,23 @@ def test_verdicts_that_do_not_fit_the_split_are_refused_before_the_workdir(
 def test_the_readme_review_commands_run_as_written(trained_run, tmp_path):
     section = markdown.section((ROOT / "README.md").read_text(),
                                "Review, then train on the verdicts")
-    [block] = markdown.shell_blocks(section)
+    second, further = markdown.shell_blocks(section)
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "x").symlink_to(trained_run)
     (tmp_path / "configs").symlink_to(ROOT / "configs")
-    # The one change: a short second run (configs/default.py trains 600 steps).
-    script = block.rstrip() + " --config.train.steps=10 --config.train.eval_every=10"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT),
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "Verdicts of runs/x/noisy_labels.csv (data.verdicts): 1600 samples dropped, " \
-           "0 relabelled; 2400 train." in result.stdout
-    data = json.loads((tmp_path / "runs" / "x-reviewed" / "data.json").read_text())
-    assert data["verdicts"]["dropped"] == 1600 and data["train"]["samples"] == 2400
+    for block, listed, run in ((second, "runs/x/noisy_labels.csv", "x-reviewed"),
+                               (further, "runs/x-reviewed/list/noisy_labels.csv", "x-third")):
+        # The one change: short runs (configs/default.py trains 600 steps).
+        script = block.rstrip() + " --config.train.steps=10 --config.train.eval_every=10"
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path,
+                                env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert f"Verdicts of {listed} (data.verdicts): 1600 samples dropped, " \
+               "0 relabelled; 2400 train." in result.stdout
+        data = json.loads((tmp_path / "runs" / run / "data.json").read_text())
+        assert data["verdicts"]["dropped"] == 1600 and data["train"]["samples"] == 2400
+    # The further list covers the whole split as loaded, dropped samples too.
+    with open(tmp_path / "runs" / "x-reviewed" / "list" / "noisy_labels.csv") as listed:
+        assert sum(1 for _ in listed) == 4000 + 1
