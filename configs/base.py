@@ -57,6 +57,7 @@ def base_config() -> ml_collections.ConfigDict:
         batch_size=64,
         learning_rate=1e-3,
         eval_every=200,        # steps between retrieval evaluations and checkpoints
+        scalars_every=10,      # steps between TensorBoard points of the step's logs
         jit_compile=False,
         # default: one device | mirrored: the local GPUs (else the logical
         # CPUs) | multi_worker: the workers in TF_CONFIG (docs/DISTRIBUTED.md);

@@ -61,6 +61,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     need(config.train.connect_timeout_s > 0, "train.connect_timeout_s",
          "a positive number of seconds")
     need(config.train.eval_every > 0, "train.eval_every", "a positive number of steps")
+    need(config.train.scalars_every > 0, "train.scalars_every", "a positive number of steps")
     need(0.0 < config.train.learning_rate <= 1.0, "train.learning_rate",
          "a learning rate in (0, 1]")
     need(config.eval.batch_size > 0, "eval.batch_size", "a positive batch size")

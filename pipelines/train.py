@@ -25,7 +25,8 @@ from ml_collections import config_flags
 import tensorflow as tf
 
 from . import checks, cli, factories, runs
-from prism_tf.callbacks import CheckpointAtEpochEnd, RetrievalEvaluation, StepTensorBoard
+from prism_tf.callbacks import (CheckpointAtEpochEnd, RetrievalEvaluation, StepScalars,
+                                StepTensorBoard)
 from prism_tf.cluster import lost_worker_error
 from prism_tf.data import ImageSplit
 from prism_tf.data.pipeline import (Preprocessing, class_balanced_indices, eval_dataset,
@@ -165,14 +166,16 @@ def _train(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
     log_dir = str(outdir / "tensorboard")
     # TensorBoard before the checkpoint: once a checkpoint exists, its epoch's
     # scalars are on disk, so a run killed right after it loses none of them.
-    callbacks = [evaluation, StepTensorBoard(log_dir), CheckpointAtEpochEnd(manager)]
+    callbacks = [evaluation, StepTensorBoard(log_dir),
+                 StepScalars(f"{log_dir}/steps", config.train.scalars_every),
+                 CheckpointAtEpochEnd(manager)]
     shown_test = fixed_sample(test_split, 512, preprocessing, config.data.seed)
-    callbacks.append(RetrievalExamples(shown_test[0], shown_test[1], log_dir))
+    images, labels, is_noisy = fixed_sample(train_split, 512, preprocessing, config.data.seed)
+    is_noisy = is_noisy if train_split.ground_truth else None
+    callbacks.append(RetrievalExamples(shown_test[0], shown_test[1], log_dir,
+                                       training_sample=(images, labels, is_noisy)))
     if model.selector is not None:
-        images, labels, is_noisy = fixed_sample(train_split, 512, preprocessing,
-                                                config.data.seed)
-        callbacks.append(CleanProbabilityMonitor(
-            images, labels, is_noisy if train_split.ground_truth else None, log_dir))
+        callbacks.append(CleanProbabilityMonitor(images, labels, is_noisy, log_dir))
     try:
         for steps_per_epoch, first_epoch, end_epoch in epochs(
                 config.train.steps, config.train.eval_every, step):

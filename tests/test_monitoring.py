@@ -33,3 +33,38 @@ def test_rejections_use_the_window_mean_or_else_the_noise_rate(tmp_path, window)
         assert monitor.rejections.tolist() == [1] * 10
     else:       # no window yet: the noise_rate quantile, about half
         assert monitor.rejections.sum() == 5
+
+
+def test_the_rejected_strip_shows_given_and_nearest_labels_under_a_legend(tmp_path):
+    import tensorflow as tf
+
+    from prism_tf.monitoring import captioned_grid, displayable
+
+    model = PrismModel(small_cnn((8, 8, 3), 4), MemoryBank(16, 4, 3), PrismSelector(0.5, 4))
+    model.compile(optimizer="adam")
+    x = np.random.default_rng(0).random((10, 8, 8, 3), np.float32)
+    y, is_noisy = np.arange(10) % 3, np.arange(10) % 2 == 0
+    z = model(x).numpy()
+    model.memory_bank.enqueue(z[:4], [0, 0, 2, 2])   # class 1 is not in memory
+    monitor = CleanProbabilityMonitor(x, y, is_noisy, str(tmp_path), shown=4)
+    monitor.set_model(model)
+    monitor.on_epoch_end(0)
+    [event] = [e for path in (tmp_path / "prism").glob("events.out.tfevents.*")
+               for e in tf.compat.v1.train.summary_iterator(str(path))
+               if any(v.tag == "most_often_rejected" for v in e.summary.value)]
+    [value] = [v for v in event.summary.value if v.tag == "most_often_rejected"]
+    assert "nearest" in value.metadata.summary_description
+    shown = tf.io.decode_png(tf.make_ndarray(value.tensor)[2]).numpy()
+    # The same picture from captions worked out here: the nearest of the
+    # centres of classes 0 and 2.
+    order = np.argsort(-monitor.rejections, kind="stable")[:4]
+    centres = np.stack([z[:2].mean(0), z[2:4].mean(0)])
+    nearest = np.array([0, 2])[(z[order] @ centres.T).argmax(1)]
+    captions = [[f"given {y[i]} -> {n}", f"rejected {monitor.rejections[i]}x"]
+                for i, n in zip(order, nearest)]
+    legend = ["most often rejected so far: given label -> the memory's nearest",
+              "class centre, times below the selector's threshold",
+              "frame: red = the label is wrong, green = right (ground truth)"]
+    expected = captioned_grid(displayable(tf.gather(x, order)).numpy(), captions,
+                              np.where(is_noisy[order], 1, 2), legend=legend)
+    np.testing.assert_array_equal(shown, expected)

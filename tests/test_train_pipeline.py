@@ -135,11 +135,19 @@ def test_the_projector_holds_the_evaluation_embeddings(finished_run):
     assert 'metadata_path: "metadata.tsv"' in config and 'image_path: "sprite.png"' in config
     embeddings = tf.train.load_variable(tf.train.latest_checkpoint(str(projector_dir)),
                                         PROJECTOR_TENSOR)
-    labels = (projector_dir / "metadata.tsv").read_text().split()
-    assert embeddings.shape == (512, 64) and len(labels) == 512
+    header, *rows = (projector_dir / "metadata.tsv").read_text().splitlines()
+    rows = [row.split("\t") for row in rows]
+    # 512 evaluation rows, then 512 training rows with the ground truth of
+    # their (50% wrong) labels.
+    assert header == "split\tlabel\twrong_label"
+    assert embeddings.shape == (1024, 64) and len(rows) == 1024
+    assert {r[0] for r in rows[:512]} == {"test"} and {r[2] for r in rows[:512]} == {"-"}
+    assert {r[0] for r in rows[512:]} == {"train"}
+    assert 0.35 < np.mean([r[2] == "yes" for r in rows[512:]]) < 0.65
+    assert {r[2] for r in rows[512:]} == {"yes", "no"}
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
     sprite = tf.io.decode_png((projector_dir / "sprite.png").read_bytes())
-    assert sprite.shape == (23 * 32, 23 * 32, 3)  # ceil(sqrt(512)) thumbnails a side
+    assert sprite.shape == (32 * 32, 32 * 32, 3)  # ceil(sqrt(1024)) thumbnails a side
 
 
 def test_killed_run_resumes_to_the_same_result(finished_run, tmp_path):
@@ -175,10 +183,24 @@ def test_killed_run_resumes_to_the_same_result(finished_run, tmp_path):
     # TensorBoard, as its server shows it: every scalar at its optimizer step,
     # the killed run's and the resumed run's events on one axis.
     with tensorboard_server(workdir / "tensorboard") as get:
-        assert {"train", "validation", "prism", "retrieval"} <= set(get("/data/runs"))
+        assert {"train", "validation", "prism", "retrieval", "steps"} <= set(get("/data/runs"))
         for run, tag in (("train", "epoch_loss"), ("validation", "epoch_precision_at_1")):
             points = get(f"/data/plugin/scalars/scalars?run={run}&tag={tag}")
             assert sorted({step for _, step, _ in points}) == [20, 40], (run, tag, points)
+        # The step's logs every train.scalars_every (10) steps, each a mean
+        # over the steps since the point before.
+        for tag in ("kept_fraction", "noise_estimate", "separability", "memory_fill",
+                    "kept_purity"):
+            points = get(f"/data/plugin/scalars/scalars?run=steps&tag={tag}")
+            assert sorted({step for _, step, _ in points}) == [10, 20, 30, 40], (tag, points)
+            assert all(0.0 <= value <= 1.0 for _, _, value in points), (tag, points)
+        # Every scalar tag says what it is.
+        tags = get("/data/plugin/scalars/tags")
+        for run in ("train", "validation", "steps"):
+            assert tags[run], run
+            for tag, about in tags[run].items():
+                assert len(about["description"]) > 20, (run, tag, about)
+        assert "estimated ROC AUC" in tags["steps"]["separability"]["description"]
         assert "retrieval" in get("/data/plugin/projector/runs")
 
 
@@ -201,6 +223,7 @@ def test_a_workdir_of_another_experiment_is_refused_untouched(finished_run):
     ("train.proxy_learning_rate", 0.0,
      r"config.train.proxy_learning_rate = 0.0: expected a learning rate"),
     ("train.eval_every", 0, r"config.train.eval_every = 0: expected a positive number"),
+    ("train.scalars_every", 0, r"config.train.scalars_every = 0: expected a positive number"),
     ("train.learning_rate", 0.0, r"config.train.learning_rate = 0.0: expected a learning rate"),
     ("train.learning_rate", 30.0, r"config.train.learning_rate = 30.0: expected a learning rate"),
     ("preprocessing.std", (0.0, 0.0, 0.0),
