@@ -279,33 +279,6 @@ def _assert_as_on_one_device(metrics, steps, workdir):
     assert metrics["precision_at_1"] == pytest.approx(one["precision_at_1"], abs=0.01)
 
 
-def test_two_workers_train_checkpoint_and_resume_as_one_device(tmp_path):
-    workdir, scratch = tmp_path / "run", tmp_path / "scratch"
-    scratch.mkdir()
-    for returncode, stderr in _run_workers(workdir, scratch, steps=30):
-        assert returncode == 0, stderr[-3000:]
-    finished = json.loads((workdir / "metrics.json").read_text())
-    assert finished["step"] == 30
-    assert list(scratch.iterdir()) == []   # the other worker's scratch folder is gone
-    # Each worker trained on its half of every global batch: one device, same batches.
-    _assert_as_on_one_device(finished, 30, tmp_path / "one")
-    # What a kill after step 20's checkpoint leaves; both workers resume from it.
-    checkpoints = workdir / "checkpoints"
-    for path in checkpoints.glob("ckpt-30.*"):
-        path.unlink()
-    (workdir / "metrics.json").unlink()
-    state = tf.train.get_checkpoint_state(str(checkpoints))
-    state.model_checkpoint_path = state.all_model_checkpoint_paths[1]
-    del state.all_model_checkpoint_paths[2], state.all_model_checkpoint_timestamps[2]
-    (checkpoints / "checkpoint").write_text(str(state))
-    for returncode, stderr in _run_workers(workdir, scratch, steps=30):
-        assert returncode == 0, stderr[-3000:]
-        assert "Resuming from" in stderr and "ckpt-20" in stderr
-    resumed = json.loads((workdir / "metrics.json").read_text())
-    assert resumed == pytest.approx(finished, abs=1e-5)
-    assert list(scratch.iterdir()) == []
-
-
 def test_a_worker_refuses_another_experiments_workdir_as_the_chief_does(tmp_path):
     workdir = tmp_path / "run"
     runs.claim_workdir(workdir, _pipeline_config("multi_worker"))
@@ -345,5 +318,8 @@ def test_a_worker_stopped_mid_run_is_one_line_and_the_restarted_pair_resumes(tmp
     for returncode, stderr in _run_workers(workdir, scratch, steps=60):
         assert returncode == 0, stderr[-3000:]
         assert "Resuming from" in stderr
+    assert list(scratch.iterdir()) == []   # the other worker's scratch folder is gone
+    # Each worker trained on its half of every global batch, before and after
+    # the restart: as one device on the same batches, uninterrupted.
     _assert_as_on_one_device(json.loads((workdir / "metrics.json").read_text()), 60,
                              tmp_path / "one")
