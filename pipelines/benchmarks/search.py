@@ -8,8 +8,9 @@ Speed: for each gallery of random unit rows, the search the export's
 per shard, in a `tf.function`, without the encoder) and faiss's exact
 `IndexFlatIP` on the same rows and the same queries, interleaved: ms per
 query for one query at a time and for batches of --batch, median of
---repetitions; the memory each adds to the process (resident set growth
-when built and searched once) beside the gallery's own bytes. The answers
+--repetitions; the memory each needs (`memory_of`: the peak resident set's
+growth while it is built and answers one batch, in a fresh process) beside
+the gallery's own bytes. The answers
 are checked equal (rows, or scores where rows tie).
 
 The largest gallery is also exported for real (a small encoder of that
@@ -24,6 +25,9 @@ leave-one-out Recall@K compared with `pipelines.evaluate` on the same split
 
 import os
 from pathlib import Path
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from typing import Dict, List
@@ -46,12 +50,45 @@ def _define_flags() -> None:
     flags.DEFINE_integer("repetitions", 5, "Interleaved repetitions; the median is kept.")
     flags.DEFINE_string("workdir", None, "A trained run whose evaluation split is indexed "
                         "for the recall check.")
+    flags.DEFINE_string("memory_of", None, "BACKEND:ROWS:DIM: print memory_of's MB and stop "
+                        "(what the table's memory columns run in a fresh process).")
 
 
 def resident_bytes() -> int:
     """This process's resident set size now (Linux)."""
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_bytes() -> int:
+    """This process's largest resident set size so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def memory_of(backend: str, rows: int, dim: int, k: int, batch: int) -> float:
+    """MB by which building `backend`'s search ("tf" or "faiss") over a
+    gallery and answering one batch raises the resident set's peak above
+    what the process held with the gallery in hand; run in a fresh process
+    (`--memory_of`), so no other allocation is counted or reused."""
+    import faiss  # the `faiss` extra
+
+    rng = np.random.default_rng(rows + dim)
+    gallery = unit_rows(rng, rows, dim)
+    queries = unit_rows(rng, batch, dim)
+    if backend == "tf":
+        index = GalleryIndex(gallery, np.zeros(rows, np.int64))
+        del gallery   # the index holds the gallery's (normalised) copy
+        tf.constant(queries)   # the runtime's own start-up, not the search's
+        before = resident_bytes()
+        search = _Search(index, k).search
+        del index
+        search(tf.constant(queries))
+    else:
+        before = resident_bytes()
+        flat = faiss.IndexFlatIP(dim)
+        flat.add(gallery)
+        flat.search(queries, k)
+    return (peak_bytes() - before) / 2**20
 
 
 class _Search(tf.Module):
@@ -82,17 +119,17 @@ def speed(rows: int, dim: int, k: int, batch: int, repetitions: int) -> Dict[str
     queries = unit_rows(rng, batch, dim)
     result = {"gallery_mb": gallery.nbytes / 2**20}
 
-    index = GalleryIndex(gallery, np.zeros(rows), shard_rows=SHARD_ROWS)
-    before = resident_bytes()
-    search = _Search(index, k).search
-    del index
+    search = _Search(GalleryIndex(gallery, np.zeros(rows), shard_rows=SHARD_ROWS), k).search
     tf_scores, tf_rows = (t.numpy() for t in search(tf.constant(queries)))
-    result["tf_memory_mb"] = (resident_bytes() - before) / 2**20
-    before = resident_bytes()
     flat = faiss.IndexFlatIP(dim)
     flat.add(gallery)
     faiss_scores, faiss_rows = flat.search(queries, k)
-    result["faiss_memory_mb"] = (resident_bytes() - before) / 2**20
+    for backend in ("tf", "faiss"):
+        probe = subprocess.run(
+            [sys.executable, "-m", "pipelines.benchmarks.search", "--rows=", f"--k={k}",
+             f"--batch={batch}", f"--memory_of={backend}:{rows}:{dim}"],
+            capture_output=True, text=True, check=True)
+        result[f"{backend}_memory_mb"] = float(probe.stdout.split()[-1])
     same_rows = (tf_rows == faiss_rows) | np.isclose(tf_scores, faiss_scores, atol=1e-5)
     if not same_rows.all() or not np.allclose(tf_scores, faiss_scores, atol=1e-4):
         raise AssertionError(f"rows={rows} dim={dim}: the TF search and faiss disagree")
@@ -172,6 +209,10 @@ def recall(workdir: str) -> Dict[str, Dict[str, float]]:
 def main(argv):
     del argv
     tf.get_logger().setLevel("ERROR")
+    if FLAGS.memory_of:
+        backend, rows, dim = FLAGS.memory_of.split(":")
+        print(memory_of(backend, int(rows), int(dim), FLAGS.k, FLAGS.batch))
+        return
     if FLAGS.workdir:
         found = recall(FLAGS.workdir)
         print(f"Recall@K on {FLAGS.workdir}'s evaluation split")
