@@ -201,6 +201,20 @@ def test_killed_run_resumes_to_the_same_result(finished_run, tmp_path):
             for tag, about in tags[run].items():
                 assert len(about["description"]) > 20, (run, tag, about)
         assert "estimated ROC AUC" in tags["steps"]["separability"]["description"]
+        # The clean and the noisy samples' histograms share one range: label
+        # ranks on [0, 1], clean probabilities on [0, their largest].
+        for quantity in ("label_rank", "clean_probability"):
+            edges = {}
+            for group in ("clean", "noisy"):
+                tag = f"{quantity}/{group}"
+                (_, step, buckets), *_ = get(
+                    f"/data/plugin/histograms/histograms?run=prism&tag={tag}")[::-1]
+                assert step == 40, (tag, step)
+                edges[group] = [(left, right) for left, right, _ in buckets]
+            assert edges["clean"] == edges["noisy"], quantity
+            assert edges["clean"][0][0] == 0.0
+            if quantity == "label_rank":
+                assert edges["clean"][-1][1] == 1.0
         assert "retrieval" in get("/data/plugin/projector/runs")
 
 
