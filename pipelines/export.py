@@ -63,6 +63,8 @@ def main(argv):
     del argv
     if not FLAGS.workdir or not FLAGS.export_dir:
         raise app.UsageError("--workdir and --export_dir are required")
+    if FLAGS["search_k"].present and not FLAGS.index:
+        raise app.UsageError("--search_k is for the search signatures: it needs --index")
     with cli.one_line_errors():
         path = export_run(FLAGS.workdir, FLAGS.export_dir, FLAGS.version,
                           FLAGS.allow_unfinished, FLAGS.tflite, FLAGS.index,

@@ -27,7 +27,7 @@ from prism_tf.data import ImageSplit
 from prism_tf.data.pipeline import drop_undecodable
 from prism_tf.data.sources import DataError, csv_list, image_folder
 from prism_tf.export import probe_images
-from prism_tf.search import SHARD_ROWS, GalleryIndex
+from prism_tf.search import META_FILE, SHARD_ROWS, GalleryIndex
 
 FLAGS = flags.FLAGS
 
@@ -95,7 +95,7 @@ def main(argv):
     with cli.one_line_errors():
         folder = index_gallery(FLAGS.workdir, FLAGS.gallery, FLAGS.gallery_root, FLAGS.output,
                                FLAGS.saved_model, FLAGS.shard_rows, FLAGS.strict)
-    meta = json.loads((folder / "index.json").read_text())
+    meta = json.loads((folder / META_FILE).read_text())
     print(f"indexed {meta['rows']} images of {meta['source']} into {folder}")
 
 

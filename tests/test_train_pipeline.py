@@ -822,6 +822,14 @@ def test_a_read_only_export_folder_is_one_line(finished_run):
         "error: cannot write to export folder /sys/prism_tf_models")
 
 
+def test_search_k_without_an_index_is_refused_not_ignored(finished_run, tmp_path):
+    result = _run([sys.executable, "-m", "pipelines.export", f"--workdir={finished_run[0]}",
+                   f"--export_dir={tmp_path / 'models'}", "--search_k=3"])
+    assert result.returncode != 0
+    assert "--search_k is for the search signatures: it needs --index" in result.stderr
+    assert not (tmp_path / "models").exists()
+
+
 def _csv_data(root: Path) -> Path:
     """root/images (6 classes) and root/train.csv, root/test.csv naming them."""
     from tests import data_helpers
