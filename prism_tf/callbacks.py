@@ -73,9 +73,10 @@ class StepTensorBoard(keras.callbacks.TensorBoard):
     Keras plots `epoch_*` scalars against the epoch index while histograms
     and images (and any `tf.summary` written with the step) use the optimizer
     step; with both on steps, one x axis serves every plot, and a resumed run
-    continues it. Every scalar carries its description (`scalar_description`). The epoch's scalars are flushed at once (the writers would
-    hold them up to two minutes), so a checkpoint saved after this callback
-    never has scalars that a kill could lose.
+    continues it. Every scalar carries its description (`scalar_description`).
+    The epoch's scalars are flushed at once (the writers would hold them up
+    to two minutes), so a checkpoint saved after this callback never has
+    scalars that a kill could lose.
     """
 
     def on_epoch_end(self, epoch: int, logs: Optional[Dict] = None) -> None:
@@ -104,8 +105,9 @@ SCALAR_DESCRIPTIONS = {
     "memory_loss": "The loss of the kept samples against the memory bank (XBM), "
                    "0 before memory_start_step.",
     "kept_fraction": "Share of each batch the selector kept (1: nothing dropped).",
-    "threshold": "The selector's threshold: the clean probability (told rates) or the "
-                 "label rank (noise_rate=auto) below which samples were dropped.",
+    "threshold": "The selector's threshold: the clean probability at or below which "
+                 "(told rates), or the label rank above which (noise_rate=auto), samples "
+                 "were dropped.",
     "noise_estimate": "The selector's estimate of the share of wrong labels, from the "
                       "memory's label ranks (no ground truth used).",
     "separability": "How well the memory tells clean labels from wrong ones: their "

@@ -132,12 +132,17 @@ class GalleryIndex:
 
     def search(self, queries, k: int = 10) -> SearchResult:
         """The k nearest gallery rows of each query embedding [Q, D]
-        (normalised here); k larger than the gallery is refused."""
+        (normalised here); k larger than the gallery, and NaN or zero
+        queries, are refused."""
         queries = np.asarray(queries, np.float32)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise ValueError(f"queries of shape {queries.shape}: expected [Q, {self.dim}]")
         if not 1 <= k <= len(self):
             raise ValueError(f"k={k}: expected 1 to the gallery's {len(self)} rows")
+        norms = np.linalg.norm(queries, axis=1)
+        if not (np.isfinite(norms) & (norms > 0)).all():
+            raise ValueError("queries must be finite with a non-zero length (a NaN or zero "
+                             "query has no nearest rows)")
         queries = tf.math.l2_normalize(queries, axis=1)
         scores, rows = top_k_rows(queries, self._shard_tensors, k)
         rows = rows.numpy().astype(np.int64)

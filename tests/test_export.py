@@ -170,6 +170,21 @@ def test_the_tf1_loader_searches_the_gallery_like_the_index(exported, gallery, i
             predict("search", {"images": np.full_like(preprocessed, np.nan)}, output="rows")
 
 
+def test_the_index_refuses_what_it_cannot_search(gallery):
+    queries = gallery.embeddings[:2].copy()
+    with pytest.raises(ValueError, match="k=21: expected 1 to the gallery's 20 rows"):
+        gallery.search(queries, k=21)
+    with pytest.raises(ValueError, match=r"expected \[Q, 8\]"):
+        gallery.search(queries[:, :4])
+    for bad in (np.nan, 0.0):
+        queries[1] = bad
+        with pytest.raises(ValueError, match="finite with a non-zero length"):
+            gallery.search(queries)
+    with pytest.raises(ValueError, match="1 gallery embeddings are not finite"):
+        GalleryIndex(np.where(np.arange(20)[:, None] == 3, np.nan, gallery.embeddings),
+                     gallery.labels)
+
+
 def test_an_index_of_another_model_or_width_is_refused(model, gallery, tmp_path):
     # Other weights for certain: Keras 2's unseeded initializers repeat
     # themselves under a global seed, so a second small_cnn may equal the first.
