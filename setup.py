@@ -49,8 +49,10 @@ setup(
         "pillow>=9",
     ],
     extras_require={
-        # pytest-xdist: `make test` spreads the tests over the CPU cores.
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "build>=1.2", "twine>=5"],
+        # pytest-xdist: `make test` spreads the tests over the CPU cores;
+        # playwright drives the system's Chromium (never its own download)
+        # through the review page as a person's browser opens it.
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "build>=1.2", "twine>=5", "playwright>=1.40"],
         "faiss": ["faiss-cpu>=1.7"],   # optional exact kNN backend for evaluation
         # the noisy-label finder's comparison (pipelines/benchmarks/label_issues.py)
         "cleanlab": ["cleanlab>=2.6"],

@@ -11,7 +11,8 @@ with a proxy loss, from its checkpoint; at --temperature), and its
 agreement with its --neighbours nearest samples' labels. The clean score
 is their product (--neighbours=0: the clean probability alone). Writes beside the run (or to --output):
 - `noisy_labels.csv`: rank, sample (index in the split), path (file
-  sources), given label, most likely label, clean probability,
+  sources), given label, most likely label, their class names (where the
+  source has them: empty otherwise), clean probability,
   neighbour agreement, clean score, and is_wrong where the ground truth
   is known; lowest clean score first. Samples alone in their class cannot
   be scored: they come last, with an empty score, and are counted. Then
@@ -21,9 +22,16 @@ is their product (--neighbours=0: the clean probability alone). Writes beside th
   --suggest_drop fills `drop` into that share of the scored samples,
   most suspicious first.
 - `noisy_labels.png`: the first --grid suspects in CSV order, row by row,
-  each with its rank, sample, given -> most likely label and clean score,
-  under a legend (framed red / green where the ground truth says wrong /
-  right);
+  each with its rank, sample, given and most likely label (class names
+  where the source has them) and clean score, under a legend (framed red /
+  green where the ground truth says wrong / right);
+- `noisy_labels.html` and its images in `noisy_labels_images/`: the first
+  --html suspects on a page a person opens from disk to review them
+  (`prism_tf.review_page`): each image beside its given and most likely
+  label, scores and --examples typical training images of both classes
+  (the samples of the class with the highest clean scores); sortable,
+  paged, filtered by class; verdicts set there download as a CSV that
+  `--config.data.verdicts` reads;
 - `noisy_labels.json`: counts, the CSV's sha256 and, with ground truth
   (injected noise or a CSV clean list), ROC AUC, average precision and
   precision / recall among the top k suspects. Written last (the old one
@@ -44,14 +52,16 @@ import tensorflow as tf
 from . import cli
 from .runs import Run
 from prism_tf.data.pipeline import sample_dataset
-from prism_tf.files import write_atomically
+from prism_tf.files import remove, write_atomically, writing_folder
 from prism_tf.label_issues import (clean_probabilities, neighbour_agreement,
                                    ranking_metrics)
 from prism_tf.monitoring import FRAME_LEGEND, captioned_grid, displayable
+from prism_tf.review_page import review_page_html
 from prism_tf.scoring import SCORINGS, Scoring
 
 FLAGS = flags.FLAGS
 TOP_K = (10, 100, 1000)
+OUTPUTS = ("noisy_labels.json", "noisy_labels.png", "noisy_labels.html", "noisy_labels_images")
 
 
 def _define_flags() -> None:
@@ -60,6 +70,10 @@ def _define_flags() -> None:
     flags.DEFINE_string("saved_model", None, "Exported version folder to use instead of the checkpoint.")
     flags.DEFINE_string("output", None, "Folder for the CSV, PNG and JSON; default: the workdir.")
     flags.DEFINE_integer("grid", 64, "Suspects shown in the PNG grid (0: none).")
+    flags.DEFINE_integer("html", 1000, "Suspects on the review page noisy_labels.html "
+                         "(0: no page).")
+    flags.DEFINE_integer("examples", 4, "Typical training images shown beside each class "
+                         "on the review page.")
     flags.DEFINE_integer("chunk_size", 4096, "Samples scored at a time.")
     flags.DEFINE_integer("neighbours", 10, "Nearest neighbours whose labels are compared "
                          "(0: class centres only).")
@@ -120,8 +134,8 @@ def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
                       output: Optional[str] = None, grid: int = 64,
                       chunk_size: int = 4096, neighbours: int = 10,
                       temperature: float = 0.1, scoring: str = "centers",
-                      suggest_drop: float = 0.0, before_verdicts: bool = False
-                      ) -> Dict[str, float]:
+                      suggest_drop: float = 0.0, before_verdicts: bool = False,
+                      html: int = 1000, examples: int = 4) -> Dict[str, float]:
     """Writes the ranked list, grid and summary; returns the summary.
 
     Each file is written atomically. The summary goes last and the old one
@@ -131,6 +145,8 @@ def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
     """
     for ok, flag, value, expected in (
             (grid >= 0, "grid", grid, "0 (no picture) or more suspects"),
+            (html >= 0, "html", html, "0 (no review page) or more suspects"),
+            (examples >= 0, "examples", examples, "0 or more images per class"),
             (chunk_size > 0, "chunk_size", chunk_size, "a positive number of samples"),
             (np.isfinite(temperature) and temperature > 0, "temperature", temperature,
              "a finite number > 0 (it divides the class-centre logits)"),
@@ -162,16 +178,23 @@ def find_noisy_labels(workdir: str, saved_model: Optional[str] = None,
         summary.update(ranking_metrics(1.0 - score[scored], split.is_noisy[index][scored],
                                        top_k=[k for k in TOP_K if k < scored.sum()]))
     output.mkdir(parents=True, exist_ok=True)
-    (output / "noisy_labels.json").unlink(missing_ok=True)
+    # What this call writes is removed first, and what it does not write
+    # (--grid=0, --html=0) too: nothing beside the new list describes an old one.
+    for name in OUTPUTS:
+        remove(output / name)
     table = _csv(split, index[order], labels[order], most_likely[order],
                  np.stack([p_clean, agreement, score], 1)[order], known,
                  summary["suggested_drops"])
     write_atomically(output / "noisy_labels.csv", table)
+    summary["csv_sha256"] = hashlib.sha256(table.encode()).hexdigest()
     if grid:
         shown = order[:grid]
         _write_grid(output / "noisy_labels.png", split, index[shown], labels[shown],
                     most_likely[shown], score[shown], preprocessing, known)
-    summary["csv_sha256"] = hashlib.sha256(table.encode()).hexdigest()
+    if html:
+        _write_review_page(output, workdir, split, index, order[:html], labels, most_likely,
+                           np.stack([p_clean, agreement, score], 1), known, summary,
+                           preprocessing.channels, examples)
     write_atomically(output / "noisy_labels.json", json.dumps(summary, indent=2))
     return summary
 
@@ -182,11 +205,14 @@ def _csv(split, index, labels, most_likely, scores, known: bool, drops: int) -> 
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     writer.writerow(["rank", "sample", "path", "given_label", "most_likely_label",
+                     "given_name", "most_likely_name",
                      "clean_probability", "neighbour_agreement", "clean_score"]
                     + (["is_wrong"] if known else []) + ["verdict", "new_label"])
     for rank, (i, label, best, values) in enumerate(zip(index, labels, most_likely, scores), 1):
-        row = [rank, int(i), split.paths[i] if split.paths is not None else "", int(label),
-               int(best)] + ["" if np.isnan(v) else f"{v:.6g}" for v in values]
+        names = ([split.class_name(label), split.class_name(best)]
+                 if split.class_names is not None else ["", ""])
+        row = ([rank, int(i), split.paths[i] if split.paths is not None else "", int(label),
+                int(best)] + names + ["" if np.isnan(v) else f"{v:.6g}" for v in values])
         writer.writerow(row + ([int(split.is_noisy[i])] if known else [])
                         + ["drop" if rank <= drops else "", ""])
     return text.getvalue()
@@ -199,17 +225,75 @@ def _write_grid(path: Path, split, index, labels, most_likely, scores, preproces
     images = next(iter(sample_dataset(split, channels=preprocessing.channels, indices=index)
                        .map(lambda s: preprocessing.eval_view(s["image"]))
                        .batch(len(index))))
-    captions = [[f"#{rank} sample {int(i)}", f"given {int(label)} -> {int(best)}",
+    captions = [[f"#{rank} sample {int(i)}", f"given {split.class_name(label)}",
+                 f"likely {split.class_name(best)}",
                  "score -" if np.isnan(score) else f"score {score:.3g}"]
                 for rank, (i, label, best, score)
                 in enumerate(zip(index, labels, most_likely, scores), 1)]
-    legend = [f"noisy_labels.csv ranks 1-{len(index)}, most suspicious first: given label -> "
+    legend = [f"noisy_labels.csv ranks 1-{len(index)}, most suspicious first: given label, "
               "most likely label, clean score",
               FRAME_LEGEND if known else "frame: grey (no ground truth for these labels)"]
     picture = captioned_grid(displayable(images).numpy(), captions,
                              np.where(split.is_noisy[index], 1, 2) if known else None,
                              legend=legend)
     write_atomically(path, tf.io.encode_png(picture).numpy())
+
+
+def _write_review_page(output: Path, workdir: str, split, index, shown, labels, most_likely,
+                       scores, known: bool, summary, channels: int, examples: int) -> None:
+    """`noisy_labels.html` on the suspects at rows `shown` (of the embedded
+    samples: `index` says which sample each row is), with the `examples`
+    highest-scored samples of each class they name; their images go to
+    `noisy_labels_images/` first (a whole folder replaced at once)."""
+    classes = np.union1d(labels[shown], most_likely[shown])
+    # Typical members: the class's samples with the highest clean scores.
+    by_score = np.argsort(-np.nan_to_num(scores[:, 2], nan=-np.inf), kind="stable")
+    typical = {int(c): [int(index[row]) for row in by_score[labels[by_score] == c][:examples]]
+               for c in classes}
+    table = {"rank": list(range(1, len(shown) + 1)), "sample": index[shown].tolist(),
+             "path": ([str(p) for p in split.paths[index[shown]]] if split.paths is not None
+                      else [""] * len(shown)),
+             "given_label": labels[shown].tolist(),
+             "most_likely_label": most_likely[shown].tolist(),
+             **{name: scores[shown, column].tolist() for column, name in enumerate(
+                 ("clean_probability", "neighbour_agreement", "clean_score"))}}
+    if known:
+        table["is_wrong"] = split.is_noisy[index[shown]].astype(int).tolist()
+    samples = np.unique(np.concatenate([index[shown]] + [np.asarray(v, np.int64)
+                                                        for v in typical.values()]))
+    folder = output / "noisy_labels_images"
+    with writing_folder(folder) as temporary:
+        suffix = _write_thumbnails(temporary, split, samples, channels)
+    write_atomically(output / "noisy_labels.html", review_page_html(
+        table, typical, split.class_names, folder.name, suffix, title=Path(workdir).name,
+        summary=summary, list_id=summary["csv_sha256"]))
+
+
+THUMBNAIL_SIZE = 128
+
+
+def _write_thumbnails(folder: Path, split, samples: np.ndarray, channels: int) -> str:
+    """`folder/<sample><suffix>` for each sample: its image as loaded (not
+    cropped), fit into `THUMBNAIL_SIZE` pixels; PNG for in-memory pixel
+    arrays (small and exact), JPEG for photos. Returns the suffix."""
+    as_png = split.pixels is not None
+
+    def thumbnail(sample):
+        image = sample["image"]
+        side = tf.reduce_max(tf.shape(image)[:2])
+        image = tf.cond(side > THUMBNAIL_SIZE,
+                        lambda: tf.cast(tf.round(tf.image.resize(
+                            image, [THUMBNAIL_SIZE, THUMBNAIL_SIZE], preserve_aspect_ratio=True,
+                            antialias=True)), tf.uint8),
+                        lambda: image)
+        return tf.io.encode_png(image) if as_png else tf.io.encode_jpeg(image, quality=90)
+
+    suffix = ".png" if as_png else ".jpg"
+    encoded = sample_dataset(split, channels=channels, indices=samples).map(
+        thumbnail, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    for sample, data in zip(samples, encoded.as_numpy_iterator()):
+        (folder / f"{int(sample)}{suffix}").write_bytes(data)
+    return suffix
 
 
 def main(argv):
@@ -220,7 +304,7 @@ def main(argv):
         summary = find_noisy_labels(FLAGS.workdir, FLAGS.saved_model, FLAGS.output,
                                     FLAGS.grid, FLAGS.chunk_size, FLAGS.neighbours,
                                     FLAGS.temperature, FLAGS.scoring, FLAGS.suggest_drop,
-                                    FLAGS.before_verdicts)
+                                    FLAGS.before_verdicts, FLAGS.html, FLAGS.examples)
     print(json.dumps(summary, indent=2))
 
 

@@ -175,7 +175,8 @@ def _train(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy,
     callbacks.append(RetrievalExamples(shown_test[0], shown_test[1], log_dir,
                                        training_sample=(images, labels, is_noisy)))
     if model.selector is not None:
-        callbacks.append(CleanProbabilityMonitor(images, labels, is_noisy, log_dir))
+        callbacks.append(CleanProbabilityMonitor(images, labels, is_noisy, log_dir,
+                                                 class_names=train_split.class_names))
     try:
         for steps_per_epoch, first_epoch, end_epoch in epochs(
                 config.train.steps, config.train.eval_every, step):

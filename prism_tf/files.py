@@ -12,7 +12,7 @@ import contextlib
 import os
 from pathlib import Path
 import shutil
-from typing import List, Union
+from typing import Iterator, List, Union
 
 TEMPORARY_SUFFIX = ".tmp"
 
@@ -84,3 +84,31 @@ def replace_folder(new: Path, folder: Path) -> None:
         os.replace(folder, old)
     os.replace(new, folder)
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def writing_folder(folder: Path) -> Iterator[Path]:
+    """A new, empty hidden folder beside `folder` to write into: when the
+    block ends without an error it replaces `folder` (`replace_folder`);
+    either way none of it is left behind."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(folder.parent)
+    temporary = temporary_name(folder)
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        temporary.mkdir()
+        yield temporary
+        replace_folder(temporary, folder)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def remove(path: Path) -> None:
+    """Deletes the file, folder or symlink at `path`, if any (a symlink
+    itself, never what it points to)."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

@@ -114,8 +114,19 @@ def captioned_grid(images: np.ndarray, captions: Sequence[Sequence[str]],
                                                        Image.NEAREST)
         picture.paste(tile_image, (x + 2, y + 2))
         for j, text in enumerate(captions[i]):
-            draw.text((x + 2, y + height * scale + 5 + j * line), text, fill="black", font=font)
+            draw.text((x + 2, y + height * scale + 5 + j * line),
+                      _fitted(draw, text, font, cell_w - 4), fill="black", font=font)
     return np.asarray(picture)
+
+
+def _fitted(draw, text: str, font, width: int) -> str:
+    """`text`, cut and ended with "..." where it is wider than `width`
+    pixels (a long class name), so it never runs into the next tile."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "...", font=font) > width:
+        text = text[:-1]
+    return text + "..."
 
 
 class CleanProbabilityMonitor(keras.callbacks.Callback):
@@ -129,9 +140,11 @@ class CleanProbabilityMonitor(keras.callbacks.Callback):
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray,
-                 is_noisy: Optional[np.ndarray], log_dir: str, shown: int = 16):
+                 is_noisy: Optional[np.ndarray], log_dir: str, shown: int = 16,
+                 class_names: Optional[Sequence[str]] = None):
         super().__init__()
         self.images, self.labels = np.asarray(images), np.asarray(labels)
+        self.class_names = class_names   # captions name the classes where given
         self.is_noisy = None if is_noisy is None else np.asarray(is_noisy, bool)
         self.writer = tf.summary.create_file_writer(str(Path(log_dir) / "prism"))
         self.rejections = np.zeros(len(labels), int)
@@ -175,8 +188,8 @@ class CleanProbabilityMonitor(keras.callbacks.Callback):
                                         group=group, threshold=threshold_text))
             border = None if self.is_noisy is None else np.where(self.is_noisy[order], 1, 2)
             likely = self._nearest_class(z[order])
-            captions = [[f"given {label} -> {'-' if best < 0 else best}",
-                         f"rejected {count}x"]
+            captions = [[f"given {self._name(label)}",
+                         f"-> {'-' if best < 0 else self._name(best)}", f"rejected {count}x"]
                         for label, best, count in zip(self.labels[order], likely,
                                                       self.rejections[order])]
             legend = ["most often rejected so far: given label -> the memory's nearest",
@@ -191,6 +204,9 @@ class CleanProbabilityMonitor(keras.callbacks.Callback):
                              "wrong / right by the ground truth.")
         self.writer.flush()
 
+
+    def _name(self, label: int) -> str:
+        return str(label) if self.class_names is None else f"{label} {self.class_names[label]}"
 
     def _nearest_class(self, z: np.ndarray) -> np.ndarray:
         """The class of the nearest memory class centre per row (-1 with an

@@ -27,13 +27,12 @@ import dataclasses
 import functools
 import json
 from pathlib import Path
-import shutil
 from typing import List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from prism_tf.files import remove_stale_temporaries, replace_folder, temporary_name
+from prism_tf.files import writing_folder
 
 EMBEDDINGS_FILE = "embeddings.npy"
 LABELS_FILE = "labels.npy"
@@ -160,13 +159,7 @@ class GalleryIndex:
         """Writes `folder/` (embeddings.npy, labels.npy, index.json with the
         paths) and returns it; the files are written to a hidden folder
         beside it that replaces the old index only when complete."""
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(folder.parent)
-        temporary = temporary_name(folder)
-        shutil.rmtree(temporary, ignore_errors=True)
-        try:
-            temporary.mkdir()
+        with writing_folder(folder) as temporary:
             np.save(temporary / EMBEDDINGS_FILE, self.embeddings)
             np.save(temporary / LABELS_FILE, self.labels)
             meta = {"rows": len(self), "dim": self.dim, "shard_rows": self.shard_rows,
@@ -174,10 +167,7 @@ class GalleryIndex:
                     "probe": None if self.probe is None else self.probe.tolist(),
                     "paths": self.paths.tolist()}
             (temporary / META_FILE).write_text(json.dumps(meta))
-            replace_folder(temporary, folder)
-        finally:
-            shutil.rmtree(temporary, ignore_errors=True)
-        return folder
+        return Path(folder)
 
     @classmethod
     def load(cls, folder: str) -> "GalleryIndex":

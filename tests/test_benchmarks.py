@@ -174,3 +174,21 @@ def test_the_hard_sets_halves_share_no_class_and_train_as_csv_lists(tmp_path):
     config.selector.noise_rate = "auto"
     metrics = train(config, str(tmp_path / "run"), verbose=0)
     assert metrics["step"] == 4 and 0.0 <= metrics["separability"] <= 1.0
+
+
+def test_the_review_page_benchmark_times_the_finder_and_opens_the_page(tmp_path):
+    from pipelines.benchmarks.review_page import open_times, table, write_times
+    from pipelines.train import train
+    from tests import browser
+    train(_tiny(), str(tmp_path / "run"), verbose=0)
+    written = write_times(str(tmp_path / "run"), [0, 30], 1, tmp_path / "scratch")
+    assert written[0]["page_bytes"] == written[0]["image_files"] == 0
+    # 30 suspects and up to 4 typical images of each class they name.
+    assert written[30]["page_bytes"] > 0 and written[30]["image_files"] >= 30
+    lines = table(written).splitlines()
+    assert lines[2].startswith("| 0 | ") and " | 1.00 | " in lines[2]
+    with browser.chromium_page():   # skipped (failed where required) without Chromium
+        pass
+    opened = open_times(tmp_path / "scratch" / "30-0" / "noisy_labels.html", 2)
+    assert opened["ms"] > 0 and opened["errors"] == []
+    assert opened["position"] == "page 1 of 1 (30 of 30 suspects)"

@@ -99,6 +99,7 @@ def test_fashion_mnist_reads_idx_files(tmp_path, suffix):
     train, test = fashion_mnist("train", str(tmp_path)), fashion_mnist("test", str(tmp_path))
     assert train.pixels.shape == (12, 28, 28, 1) and len(test) == 5
     assert train.labels.tolist() == (np.arange(12) % 10).tolist() and train.num_classes == 10
+    assert train.class_name(0) == "T-shirt/top" and train.class_name(9) == "Ankle boot"
 
 
 def test_fashion_mnist_errors_name_the_file_or_folders(tmp_path):
@@ -129,6 +130,9 @@ def test_tfds_cars_pools_splits_and_halves_the_classes():
     assert train.num_classes == test.num_classes == 98
     assert len(train) == len(test) == 196  # two images per class
     assert train.encoded[0][:4] == b"\x89PNG"
+    # The builder's class names follow the labels into each half.
+    names = tfds.builder("cars196").info.features["label"].names
+    assert train.class_names == tuple(names[:98]) and test.class_names == tuple(names[98:])
 
 
 def test_tfds_sop_uses_the_official_split_and_class_id():
@@ -150,6 +154,7 @@ def test_image_folder_reads_classes_in_sorted_order(tmp_path):
     split = image_folder(str(data_helpers.image_folder(tmp_path)))
     assert split.labels.tolist() == [0, 0, 0, 1, 1, 2, 2, 2, 2] and split.num_classes == 3
     assert split.paths[3].endswith("class_1/img_0.jpg")
+    assert split.class_names == ("class_0", "class_1", "class_2")
 
 
 def test_image_folder_errors(tmp_path):
@@ -174,6 +179,9 @@ def test_csv_list_with_clean_list_gives_ground_truth(tmp_path):
                      clean_list=_write_list(tmp_path / "clean.csv", [lines[1], lines[3]]))
     assert split.labels.tolist() == [1, 1, 0, 2] and split.num_classes == 3
     assert split.is_noisy.tolist() == [False, True, False, True]
+    # Each re-indexed label is named as the list writes it, in a subset too.
+    assert split.class_names == ("3", "7", "12") and split.class_name(2) == "12"
+    assert split_classes(split, "test").class_names == ("7", "12")
     # No injected noise keeps the ground truth, and the report counts it.
     as_given = split.with_noise("none", 0.0, seed=0)
     assert as_given.is_noisy.tolist() == [False, True, False, True]

@@ -20,9 +20,10 @@ from pipelines.runs import Run, load_splits
 from pipelines.train import train
 from prism_tf import MemoryBank
 from prism_tf.data import DataError
+from prism_tf.data.verdicts import parse_verdicts
 from prism_tf.label_issues import clean_probabilities, neighbour_agreement, ranking_metrics
 from prism_tf.scoring import SCORINGS
-from tests import markdown
+from tests import browser, markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -138,7 +139,7 @@ def trained_run(tmp_path_factory):
 
 
 def test_the_finder_ranks_the_injected_wrong_labels_first(trained_run, tmp_path):
-    summary = find_noisy_labels(str(trained_run), output=str(tmp_path), grid=20)
+    summary = find_noisy_labels(str(trained_run), output=str(tmp_path), grid=20, html=0)
     assert summary["samples"] == 4000 and summary["ground_truth"]
     assert summary["unscorable_single_sample_classes"] == 0
     assert summary["roc_auc"] > 0.75 and summary["average_precision"] > 0.7
@@ -146,6 +147,7 @@ def test_the_finder_ranks_the_injected_wrong_labels_first(trained_run, tmp_path)
         rows = list(csv.DictReader(file))
     assert len(rows) == 4000
     assert [int(r["rank"]) for r in rows] == list(range(1, 4001))
+    assert {r["given_name"] for r in rows} == {""}   # the synthetic set has no class names
     assert sorted(int(r["sample"]) for r in rows) == list(range(4000))
     score = [float(r["clean_score"]) for r in rows]
     assert score == sorted(score)
@@ -166,9 +168,9 @@ def test_the_finder_ranks_the_injected_wrong_labels_first(trained_run, tmp_path)
     png = (tmp_path / "noisy_labels.png").read_bytes()
     assert png.startswith(b"\x89PNG")
     # 20 suspects of 32 x 32 in 8 columns of 96-pixel tiles (100 with the
-    # frame), each with three caption lines under it, two legend lines on top.
+    # frame), each with four caption lines under it, two legend lines on top.
     picture = tf.io.decode_png(png).numpy()
-    top, cell_h, cell_w = 2 * 12 + 4, 96 + 4 + 3 * 12 + 4, 100
+    top, cell_h, cell_w = 2 * 12 + 4, 96 + 4 + 4 * 12 + 4, 100
     assert picture.shape == (top + 3 * cell_h, 8 * cell_w, 3)
     assert (picture[4:top - 4] < 64).any()   # the legend's text
     for rank, row in enumerate(rows[:8]):
@@ -184,7 +186,8 @@ def test_the_command_writes_beside_the_run_and_refuses_a_folder_that_is_no_run(
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run(
         [sys.executable, "-m", "pipelines.find_noisy_labels", f"--workdir={trained_run}",
-         "--grid=0"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+         "--grid=0", "--html=0"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout)["samples"] == 4000
     assert (trained_run / "noisy_labels.csv").is_file()
@@ -209,6 +212,8 @@ def test_the_command_writes_beside_the_run_and_refuses_a_folder_that_is_no_run(
     (["--temperature=nan"], "error: --temperature=nan: expected a finite number > 0 (it "
                             "divides the class-centre logits)"),
     (["--grid=-3"], "error: --grid=-3: expected 0 (no picture) or more suspects"),
+    (["--html=-1"], "error: --html=-1: expected 0 (no review page) or more suspects"),
+    (["--examples=-1"], "error: --examples=-1: expected 0 or more images per class"),
     (["--chunk_size=0"], "error: --chunk_size=0: expected a positive number of samples"),
     (["--suggest_drop=1"], "error: --suggest_drop=1.0: expected a share in [0, 1) of the "
                            "scored samples"),
@@ -232,27 +237,95 @@ def test_the_finder_never_writes_through_a_symlink_or_leaves_a_stale_summary(tra
     (out / "noisy_labels.png").symlink_to(victim)
     (out / ".noisy_labels.csv.999999.tmp").symlink_to(victim)   # a planted temporary
     (out / "noisy_labels.json").write_text('{"from": "an older run"}')
-    summary = find_noisy_labels(str(trained_run), output=str(out), grid=8)
+    victim_folder = tmp_path / "victim_folder"
+    victim_folder.mkdir()
+    (victim_folder / "keep.txt").write_text("keep me")
+    (out / "noisy_labels_images").symlink_to(victim_folder)
+    summary = find_noisy_labels(str(trained_run), output=str(out), grid=8, html=8)
     assert victim.read_text() == "keep me"
+    assert [p.name for p in victim_folder.iterdir()] == ["keep.txt"]
     assert not (out / "noisy_labels.png").is_symlink()
+    assert not (out / "noisy_labels_images").is_symlink()
     assert (out / "noisy_labels.png").read_bytes().startswith(b"\x89PNG")
     assert json.loads((out / "noisy_labels.json").read_text()) == summary
     assert sorted(p.name for p in out.iterdir()) == [
-        "noisy_labels.csv", "noisy_labels.json", "noisy_labels.png"]
+        "noisy_labels.csv", "noisy_labels.html", "noisy_labels.json", "noisy_labels.png",
+        "noisy_labels_images"]
+    # What a later call does not write is gone, not left to describe an older list.
+    find_noisy_labels(str(trained_run), output=str(out), grid=0, html=0)
+    assert sorted(p.name for p in out.iterdir()) == ["noisy_labels.csv", "noisy_labels.json"]
+
+
+def test_the_review_page_opens_in_a_browser_and_its_verdicts_load(trained_run, tmp_path):
+    find_noisy_labels(str(trained_run), output=str(tmp_path), grid=0, html=120, examples=3)
+    rows = _verdict_rows(tmp_path / "noisy_labels.csv")[:120]
+    page_file = tmp_path / "noisy_labels.html"
+    with browser.chromium_page() as (page, errors):
+        page.goto(page_file.as_uri())
+        assert page.text_content("#position") == "page 1 of 3 (120 of 120 suspects)"
+        first = page.locator("#rows tr").first
+        assert first.get_attribute("data-sample") == rows[0]["sample"]
+        # The synthetic set has no class names: the labels are shown as numbers.
+        assert first.locator(".label").all_text_contents() == [
+            rows[0]["given_label"], rows[0]["most_likely_label"]]
+        assert first.locator("img.example").count() == 6   # three of each class
+        frame = "wrong" if rows[0]["is_wrong"] == "1" else "right"
+        assert first.locator(f"img.suspect.{frame}").count() == 1
+        page.wait_for_function("[...document.querySelectorAll('#rows tr:nth-child(-n+3) img')]"
+                               ".every(image => image.complete && image.naturalWidth > 0)")
+        # Highest clean score first: the header clicked twice.
+        page.click("th[data-column=clean_score]")
+        page.click("th[data-column=clean_score]")
+        scores = [float(r["clean_score"]) for r in rows]
+        assert first.get_attribute("data-sample") == rows[int(np.argmax(scores))]["sample"]
+        assert "sort=-clean_score" in page.url
+        page.click("#next")
+        assert page.text_content("#position").startswith("page 2 of 3")
+        page.reload()   # the address keeps the sort and the page
+        assert page.text_content("#position").startswith("page 2 of 3")
+        page.goto(page_file.as_uri())
+        # Verdicts: drop the first suspect, keep the second, relabel the third.
+        selects = page.locator("#rows tr select")
+        selects.nth(0).select_option("drop")
+        selects.nth(1).select_option("keep")
+        selects.nth(2).select_option("relabel")
+        page.locator("#rows tr").nth(2).locator("input").fill("5")
+        page.locator("#rows tr").nth(2).locator("input").dispatch_event("change")
+        assert page.text_content("#verdict-count") == "3 verdict(s) on this list"
+        page.reload()   # kept in the browser for this list
+        assert page.text_content("#verdict-count") == "3 verdict(s) on this list"
+        with page.expect_download() as download:
+            page.click("#download")
+        download.value.save_as(tmp_path / "verdicts.csv")
+        assert errors == []
+    verdicts = parse_verdicts((tmp_path / "verdicts.csv").read_bytes(), "verdicts.csv")
+    assert verdicts.drop == {int(rows[0]["sample"])}
+    assert verdicts.relabel == {int(rows[2]["sample"]): 5}
+    assert {s: g for s, (g, _, _) in verdicts.given.items()} == {
+        int(r["sample"]): int(r["given_label"]) for r in rows[:3]}
+    # Without the relabel (refused where the ground truth is known), the
+    # page's CSV is what a further pass trains on.
+    edited = [r for r in _verdict_rows(tmp_path / "verdicts.csv") if r["verdict"] != "relabel"]
+    _write_rows(tmp_path / "drop_and_keep.csv", edited)
+    config = default.get_config()
+    config.data.verdicts = str(tmp_path / "drop_and_keep.csv")
+    train_split, _ = load_splits(config)
+    assert len(train_split) == 4000 - 1
 
 
 def test_the_finder_scores_an_export_as_it_scores_the_checkpoint(trained_run, tmp_path):
     from pipelines.export import export_run
     version = export_run(str(trained_run), str(tmp_path / "models"))
     from_export = find_noisy_labels(str(trained_run), saved_model=str(version),
-                                    output=str(tmp_path / "export"), grid=0)
-    from_checkpoint = find_noisy_labels(str(trained_run), output=str(tmp_path / "ckpt"), grid=0)
+                                    output=str(tmp_path / "export"), grid=0, html=0)
+    from_checkpoint = find_noisy_labels(str(trained_run), output=str(tmp_path / "ckpt"), grid=0,
+                                        html=0)
     assert from_export == pytest.approx(from_checkpoint, abs=1e-4)
     assert not (tmp_path / "export" / "noisy_labels.png").exists()
 
 
 def test_the_finder_scores_through_vmf_and_a_proxy_runs_proxies(trained_run, tmp_path):
-    summary = find_noisy_labels(str(trained_run), output=str(tmp_path / "vmf"), grid=0,
+    summary = find_noisy_labels(str(trained_run), output=str(tmp_path / "vmf"), grid=0, html=0,
                                 scoring="vmf")
     assert summary["scoring"] == "vmf" and summary["roc_auc"] > 0.6
     with pytest.raises(ValueError, match="MemoryContrastiveLoss has none"):
@@ -263,7 +336,7 @@ def test_the_finder_scores_through_vmf_and_a_proxy_runs_proxies(trained_run, tmp
     config.train.steps, config.train.eval_every = 20, 20
     train(config, str(tmp_path / "proxy_run"), verbose=0)
     summary = find_noisy_labels(str(tmp_path / "proxy_run"), output=str(tmp_path / "proxies"),
-                                grid=0, neighbours=0, scoring="proxies")
+                                grid=0, html=0, neighbours=0, scoring="proxies")
     assert summary["scoring"] == "proxies" and summary["samples"] == 4000
     # The probabilities are the softmax over the run's own proxies, at the label.
     with (tmp_path / "proxies" / "noisy_labels.csv").open() as file:
@@ -294,7 +367,7 @@ def _write_rows(path, rows):
 
 
 def test_the_finders_suggested_drops_train_as_verdicts(trained_run, tmp_path):
-    summary = find_noisy_labels(str(trained_run), output=str(tmp_path), grid=0,
+    summary = find_noisy_labels(str(trained_run), output=str(tmp_path), grid=0, html=0,
                                 suggest_drop=0.5)
     rows = _verdict_rows(tmp_path / "noisy_labels.csv")
     assert summary["suggested_drops"] == 2000
@@ -328,7 +401,7 @@ def test_the_finders_suggested_drops_train_as_verdicts(trained_run, tmp_path):
 ])
 def test_verdicts_that_do_not_fit_the_split_are_refused_before_the_workdir(
         trained_run, tmp_path, edit, message):
-    find_noisy_labels(str(trained_run), output=str(tmp_path), grid=0)
+    find_noisy_labels(str(trained_run), output=str(tmp_path), grid=0, html=0)
     rows = _verdict_rows(tmp_path / "noisy_labels.csv")
     config = default.get_config()
     edit(rows, config)

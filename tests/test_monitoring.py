@@ -46,7 +46,8 @@ def test_the_rejected_strip_shows_given_and_nearest_labels_under_a_legend(tmp_pa
     y, is_noisy = np.arange(10) % 3, np.arange(10) % 2 == 0
     z = model(x).numpy()
     model.memory_bank.enqueue(z[:4], [0, 0, 2, 2])   # class 1 is not in memory
-    monitor = CleanProbabilityMonitor(x, y, is_noisy, str(tmp_path), shown=4)
+    names = ["zero", "one", "a class name too long for one tile"]
+    monitor = CleanProbabilityMonitor(x, y, is_noisy, str(tmp_path), shown=4, class_names=names)
     monitor.set_model(model)
     monitor.on_epoch_end(0)
     [event] = [e for path in (tmp_path / "prism").glob("events.out.tfevents.*")
@@ -60,11 +61,21 @@ def test_the_rejected_strip_shows_given_and_nearest_labels_under_a_legend(tmp_pa
     order = np.argsort(-monitor.rejections, kind="stable")[:4]
     centres = np.stack([z[:2].mean(0), z[2:4].mean(0)])
     nearest = np.array([0, 2])[(z[order] @ centres.T).argmax(1)]
-    captions = [[f"given {y[i]} -> {n}", f"rejected {monitor.rejections[i]}x"]
-                for i, n in zip(order, nearest)]
+    captions = [[f"given {y[i]} {names[y[i]]}", f"-> {n} {names[n]}",
+                 f"rejected {monitor.rejections[i]}x"] for i, n in zip(order, nearest)]
     legend = ["most often rejected so far: given label -> the memory's nearest",
               "class centre, times below the selector's threshold",
               "frame: red = the label is wrong, green = right (ground truth)"]
     expected = captioned_grid(displayable(tf.gather(x, order)).numpy(), captions,
                               np.where(is_noisy[order], 1, 2), legend=legend)
     np.testing.assert_array_equal(shown, expected)
+
+
+def test_a_caption_too_long_for_its_tile_is_cut_not_run_into_the_next():
+    from prism_tf.monitoring import captioned_grid
+
+    long = "given 7 " + "a very long class name " * 4
+    picture = captioned_grid(np.zeros((2, 8, 8, 3)), [[long], [""]], columns=2, tile=32)
+    cell_w, caption = 36, picture[8 * 4 + 4:, :]
+    assert (caption[:, :cell_w] < 64).any()          # the first tile's text
+    assert (caption[:, cell_w:] == 255).all()        # nothing over the second's

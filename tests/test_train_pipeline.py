@@ -877,7 +877,7 @@ def test_a_run_keeps_the_labels_it_started_with(tmp_path):
     data = (tmp_path / "w" / "data.json").read_text()
     for use in (lambda: train(config, str(tmp_path / "w"), verbose=0),
                 lambda: evaluate(str(tmp_path / "w")),
-                lambda: find_noisy_labels(str(tmp_path / "w"), grid=0)):
+                lambda: find_noisy_labels(str(tmp_path / "w"), grid=0, html=0)):
         with pytest.raises(checks.ConfigError, match=r"was started on other data than its "
                            r"config gives now \(train: 12 samples then, 11 now"):
             use()

@@ -10,7 +10,7 @@ import dataclasses
 import gzip
 import os
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -19,6 +19,8 @@ from prism_tf.data.synthetic import make_synthetic_images
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
 class DataError(ValueError):
@@ -36,7 +38,10 @@ class ImageSplit:
     whether it is known: the built-in synthetic set's labels are right by
     construction, a CSV clean list marks the wrong ones, injected noise
     knows what it changed; a folder's, a TFDS set's or Fashion-MNIST's own
-    labels are as given.
+    labels are as given. `class_names` [num_classes], where the source
+    has them, names label i (a folder's class folder, Fashion-MNIST's
+    classes, a TFDS ClassLabel's names, a CSV's label as written there
+    before re-indexing); None otherwise.
     """
 
     name: str
@@ -54,12 +59,20 @@ class ImageSplit:
     ground_truth: bool = False
     # What verdicts (prism_tf.data.verdicts) changed: file, sha256, counts.
     verdicts: Optional[Dict[str, object]] = None
+    class_names: Optional[Tuple[str, ...]] = None
 
     def __post_init__(self):
         if sum(x is not None for x in (self.pixels, self.encoded, self.paths)) != 1:
             raise ValueError("ImageSplit: set exactly one of pixels, encoded, paths")
         if not len(self.labels) == len(self.is_noisy) == len(self.images):
             raise ValueError("ImageSplit: labels, is_noisy and images differ in length")
+        if self.class_names is not None and len(self.class_names) != self.num_classes:
+            raise ValueError(f"ImageSplit: {len(self.class_names)} class names for "
+                             f"{self.num_classes} classes")
+
+    def class_name(self, label: int) -> str:
+        """Label `label`'s name, or the label itself where the source has no names."""
+        return str(label) if self.class_names is None else self.class_names[label]
 
     @property
     def images(self) -> np.ndarray:
@@ -89,19 +102,20 @@ class ImageSplit:
             ground_truth=self.ground_truth or kind != "none")
 
     def subset(self, keep: np.ndarray, name: str) -> "ImageSplit":
-        """The samples where `keep` is true, labels re-indexed from 0."""
-        labels, num_classes = _reindex(self.labels[keep])
+        """The samples where `keep` is true, labels re-indexed from 0 (the
+        class names follow them)."""
+        classes, labels = np.unique(self.labels[keep], return_inverse=True)
         return dataclasses.replace(
-            self, name=name, labels=labels, num_classes=num_classes,
-            is_noisy=self.is_noisy[keep],
+            self, name=name, labels=labels.astype(np.int32), num_classes=int(classes.size),
+            is_noisy=self.is_noisy[keep], class_names=_names_of(self.class_names, classes),
             **{field: getattr(self, field)[keep]
                for field in ("pixels", "encoded", "paths") if getattr(self, field) is not None})
 
 
-def _reindex(labels) -> Tuple[np.ndarray, int]:
-    """Labels as 0..C-1 in sorted order (int32), and C."""
-    classes, index = np.unique(np.asarray(labels), return_inverse=True)
-    return index.astype(np.int32), int(classes.size)
+def _names_of(names: Optional[Union[Sequence[str], Mapping[int, str]]], classes: np.ndarray
+              ) -> Optional[Tuple[str, ...]]:
+    """The names of `classes` (label values), None without names."""
+    return None if names is None else tuple(names[int(c)] for c in classes)
 
 
 def split_classes(split: ImageSplit, part: str) -> ImageSplit:
@@ -114,12 +128,16 @@ def split_classes(split: ImageSplit, part: str) -> ImageSplit:
 
 
 def _from_labels(name: str, labels: Sequence[int], is_noisy: Optional[np.ndarray] = None,
-                 ground_truth: bool = False, **storage) -> ImageSplit:
-    """A split whose labels are re-indexed to 0..C-1 in sorted order."""
-    labels, num_classes = _reindex(labels)
-    return ImageSplit(name=name, labels=labels, num_classes=num_classes,
-                      is_noisy=np.zeros(labels.size, bool) if is_noisy is None else is_noisy,
-                      ground_truth=ground_truth, **storage)
+                 ground_truth: bool = False,
+                 class_names: Optional[Union[Sequence[str], Mapping[int, str]]] = None,
+                 **storage) -> ImageSplit:
+    """A split whose labels are re-indexed to 0..C-1 in sorted order;
+    `class_names` names the labels as given (index: label value)."""
+    classes, index = np.unique(np.asarray(labels), return_inverse=True)
+    return ImageSplit(name=name, labels=index.astype(np.int32), num_classes=int(classes.size),
+                      is_noisy=np.zeros(index.size, bool) if is_noisy is None else is_noisy,
+                      ground_truth=ground_truth, class_names=_names_of(class_names, classes),
+                      **storage)
 
 
 def synthetic(part: str, num_classes: int = 200, images_per_class: int = 40,
@@ -173,7 +191,8 @@ def fashion_mnist(part: str, data_dir: Optional[str] = None) -> ImageSplit:
     labels = _read_idx(_find_idx(directories, f"{prefix}-labels-idx1-ubyte"), 1)
     if len(images) != len(labels):
         raise DataError(f"Fashion-MNIST {part}: {len(images)} images but {len(labels)} labels")
-    return _from_labels(f"fashion_mnist/{part}", labels, pixels=images[..., None])
+    return _from_labels(f"fashion_mnist/{part}", labels, pixels=images[..., None],
+                        class_names=FASHION_MNIST_CLASSES)
 
 
 def _check_files(paths: Sequence[str], where: Sequence[str]) -> None:
@@ -228,7 +247,9 @@ def csv_list(list_file: str, root: str, clean_list: Optional[str] = None) -> Ima
             raise DataError(f"clean list not found: {clean_list}")
         clean = set(_read_list(Path(clean_list), root)[0])
         is_noisy = np.array([p not in clean for p in paths])
+    # The label as the list writes it names the class (labels are re-indexed).
     return _from_labels(str(list_file), labels, is_noisy, ground_truth=clean_list is not None,
+                        class_names={label: str(label) for label in set(labels)},
                         paths=np.array(paths))
 
 
@@ -248,7 +269,8 @@ def image_folder(root: str) -> ImageSplit:
             raise DataError(f"{class_dir}: empty class (no {'/'.join(IMAGE_SUFFIXES)} files)")
         paths += files
         labels += [label] * len(files)
-    return _from_labels(str(root), labels, paths=np.array(paths))
+    return _from_labels(str(root), labels, paths=np.array(paths),
+                        class_names=[d.name for d in class_dirs])
 
 
 # Per-dataset differences from the usual ("image", "label", split in halves).
@@ -298,5 +320,6 @@ def tfds_dataset(name: str, part: str, data_dir: Optional[str] = None,
     if not labels:
         raise DataError(f"TFDS {name} {'+'.join(splits)}: no examples")
     read = _from_labels(f"{name}/{'+'.join(splits)}", labels,
-                        encoded=np.array(encoded, dtype=object))
+                        encoded=np.array(encoded, dtype=object),
+                        class_names=getattr(features[label_key], "names", None))
     return split_classes(read, part) if class_split == "halves" else read
