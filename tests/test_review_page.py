@@ -92,3 +92,21 @@ def test_ten_thousand_suspects_open_page_by_page_with_their_class_names(tmp_path
         page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
         page.wait_for_function(LOADED, arg="#rows tr:last-child img")
         assert errors == []
+
+
+def test_a_missing_image_is_reported_and_a_cancelled_load_is_not(tmp_path):
+    table = _table(4, 3, np.random.default_rng(2))
+    page_file = _write_page(tmp_path, table, ["a", "b", "c"])
+    missing = tmp_path / "noisy_labels_images" / f"{table['sample'][2]}.png"
+    missing.unlink()
+    with browser.chromium_page() as (page, errors):
+        # A load the page gives up (as when it navigates mid-load) is no error.
+        cancelled = []
+        page.on("requestfailed", lambda request: cancelled.append(request.failure))
+        page.route(f"**/{table['sample'][0]}.png", lambda route: route.abort("aborted"))
+        page.goto(page_file.as_uri())
+        page.wait_for_function("[...document.images].every(image => image.complete)")
+        assert "net::ERR_ABORTED" in cancelled
+        assert sorted(set(errors)) == [
+            "console: Failed to load resource: net::ERR_FILE_NOT_FOUND",
+            f"request failed: {missing.as_uri()} (net::ERR_FILE_NOT_FOUND)"]

@@ -14,6 +14,12 @@ CHROMIUM_FLAGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
                   "--disable-sync")
 
 
+# A load the page itself gave up: it navigated (reload, a new address) or
+# re-drew its rows before an image had come. Chromium reports it as a failed
+# request, but nothing is missing; a missing file is net::ERR_FILE_NOT_FOUND.
+CANCELLED = "net::ERR_ABORTED"
+
+
 def missing() -> Optional[str]:
     """What is not installed to drive a browser ("chromium", "playwright"), or None."""
     if not (shutil.which("chromium") or shutil.which("chromium-browser")):
@@ -28,7 +34,8 @@ def missing() -> Optional[str]:
 @contextlib.contextmanager
 def chromium_page(width: int = 1400, height: int = 1000) -> Iterator[Tuple[object, List[str]]]:
     """(a new page, the errors it has reported so far): uncaught
-    exceptions, console errors and failed requests (a missing image).
+    exceptions, console errors and failed requests (a missing image; not
+    the loads the page cancelled itself, `CANCELLED`).
     Raises RuntimeError naming what is not installed."""
     absent = missing()
     if absent:
@@ -48,7 +55,8 @@ def chromium_page(width: int = 1400, height: int = 1000) -> Iterator[Tuple[objec
             page.on("console", lambda message: errors.append(f"console: {message.text}")
                     if message.type == "error" else None)
             page.on("requestfailed", lambda request: errors.append(
-                f"request failed: {request.url} ({request.failure})"))
+                f"request failed: {request.url} ({request.failure})")
+                if request.failure != CANCELLED else None)
             yield page, errors
         finally:
             browser.close()
