@@ -345,7 +345,11 @@ def test_the_exports_search_finds_what_evaluate_measures(finished_run, tmp_path)
     assert (paths == b"").all()   # the built-in set's images are in memory, not files
     found = leave_one_out_recall(rows, test_split.labels, run.config.eval.recall_at)
     for name, value in found.items():
-        assert value == pytest.approx(metrics[name], abs=1e-9), name
+        # Near ties among neighbours may order differently: the export embeds
+        # through the SavedModel and sums the dot products shard by shard, in
+        # another order than evaluate's on some CPUs (one query in 4,000 on
+        # CI's AMD machine); as the export's evaluate above, within 1e-3.
+        assert value == pytest.approx(metrics[name], abs=1e-3), name
 
 
 def test_a_gallery_folder_or_csv_is_indexed_with_its_paths(finished_run, tmp_path):
