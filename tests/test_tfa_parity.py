@@ -48,8 +48,8 @@ def test_contrastive_equals_tfa_over_all_pairs():
 
 def test_a_tfa_loss_object_plugs_into_prism_model():
     encoder = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4)])
-    # No guards: random points give the memory nothing to rank by (only a
-    # window's chance separability let them select here before).
+    # No guards: random points give the memory nothing to rank by, so
+    # whether the guard opened would hang on a window's chance reading.
     model = PrismModel(encoder, MemoryBank(48, 4, 4), PrismSelector(0.25, **NO_GUARDS),
                        batch_loss=tfa.losses.TripletSemiHardLoss())
     model.compile(optimizer="adam")
