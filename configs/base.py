@@ -94,6 +94,9 @@ def base_config() -> ml_collections.ConfigDict:
     # their defaults are the constructors' (prism_tf.losses.defaults), built
     # by prism_tf.losses.get.
     config.loss = dict(name="mcl",   # a key of prism_tf.losses.LOSSES
+                       # a dropped sample stays the kept anchors' negative (a pair
+                       # loss; PrismModel's dropped_as_negatives); False: the paper's
+                       dropped_as_negatives=True,
                        **{name: losses.defaults(name) for name in sorted(losses.LOSSES)})
     config.eval = dict(batch_size=256, recall_at=(1, 2, 4, 8))
     return config

@@ -25,6 +25,8 @@ def paper_config(memory_size: int = 8192, window_size: int = 30):
     # The authors' scale: the memory loss summed over all rows (see
     # PrismModel's normalize_memory_loss for why the other configs normalise).
     config.memory.normalize = False
+    # The authors' batch loss leaves a dropped sample out altogether.
+    config.loss.dropped_as_negatives = False
     # The paper's synthetic-noise experiments; CARS-98N sets none (real noise).
     config.data.injected_noise.kind, config.data.injected_noise.rate = "symmetric", 0.5
     return config

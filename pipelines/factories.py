@@ -123,7 +123,8 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, channels: i
         batch_loss=batch_loss,
         memory_weight=config.memory.weight,
         memory_start_step=config.memory.start_step,
-        normalize_memory_loss=config.memory.normalize)
+        normalize_memory_loss=config.memory.normalize,
+        dropped_as_negatives=config.loss.dropped_as_negatives)
     model.compile(optimizer=_adam(config.train.learning_rate, config.train.steps),
                   proxy_optimizer=proxy_optimizer, jit_compile=config.train.jit_compile)
     return model

@@ -5,7 +5,10 @@ itself (self-pairs excluded) or, for a cross-batch memory, the given
 `ref_embeddings` and `ref_labels`. Optional weights on anchors
 (`sample_weight`) and references (`ref_weight`) act on the pairs, so a 0/1
 mask gives exactly the loss of the selected samples without any dynamic
-shape; that is how PRISM drops noisy samples under XLA.
+shape; that is how PRISM drops noisy samples under XLA. Against the batch
+itself, `negative_sample_weight` weighs each sample where it is another
+anchor's negative (by default as `sample_weight`): PRISM drops a suspect
+label's anchor and positive pairs but can keep its negative ones.
 
 >>> loss = MemoryContrastiveLoss()
 >>> labels = [0, 0, 1]
@@ -14,6 +17,9 @@ shape; that is how PRISM drops noisy samples under XLA.
 1.44
 >>> round(float(loss(labels, embeddings, sample_weight=[1., 1., 0.])), 4)
 0.4
+>>> round(float(loss(labels, embeddings, sample_weight=[1., 1., 0.],
+...                  negative_sample_weight=[1., 1., 1.])), 4)
+1.28
 """
 
 import dataclasses
@@ -58,8 +64,13 @@ class PairSet:
 
 
 def make_pairs(labels, embeddings, sample_weight=None, ref_embeddings=None,
-               ref_labels=None, ref_weight=None) -> PairSet:
-    """Builds the `PairSet` of a batch against itself or a reference set."""
+               ref_labels=None, ref_weight=None, negative_sample_weight=None) -> PairSet:
+    """Builds the `PairSet` of a batch against itself or a reference set.
+
+    Against itself, a sample weighs `sample_weight` as an anchor and as a
+    positive, and `negative_sample_weight` (default: `sample_weight`) as a
+    negative.
+    """
     embeddings = tf.cast(tf.convert_to_tensor(embeddings), tf.float32)
     labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
     batch = tf.shape(labels)[0]
@@ -69,10 +80,17 @@ def make_pairs(labels, embeddings, sample_weight=None, ref_embeddings=None,
         if ref_labels is not None or ref_weight is not None:
             raise ValueError("ref_labels/ref_weight given without ref_embeddings")
         references, ref_labels = embeddings, labels
-        reference_weight = anchor_weight[None, :] * (1.0 - tf.eye(batch))
+        as_negative = (anchor_weight if negative_sample_weight is None
+                       else tf.reshape(tf.cast(negative_sample_weight, tf.float32), [-1]))
+        reference_weight = tf.where(tf.equal(labels[:, None], labels[None, :]),
+                                    anchor_weight[None, :], as_negative[None, :])
+        reference_weight *= 1.0 - tf.eye(batch)
     else:
         if ref_labels is None:
             raise ValueError("ref_embeddings given without ref_labels")
+        if negative_sample_weight is not None:
+            raise ValueError("negative_sample_weight weighs the batch's own samples as "
+                             "negatives; a reference set's rows take ref_weight")
         references = tf.cast(tf.convert_to_tensor(ref_embeddings), tf.float32)
         ref_labels = tf.reshape(tf.cast(ref_labels, tf.int32), [-1])
         # [1, M], broadcast where used: no [B, M] copy of a large memory's weights.
@@ -112,9 +130,11 @@ class MetricLoss(keras.losses.Loss):
     """Base of the metric losses; subclasses implement `compute(pairs)`.
 
     Called as `loss(labels, embeddings, sample_weight=None,
-    ref_embeddings=None, ref_labels=None, ref_weight=None)`; returns a scalar.
-    Weights act on pairs, so a 0/1 `sample_weight` equals calling the loss
-    on the selected rows only.
+    ref_embeddings=None, ref_labels=None, ref_weight=None,
+    negative_sample_weight=None)`; returns a scalar. Weights act on pairs,
+    so a 0/1 `sample_weight` equals calling the loss on the selected rows
+    only; with `negative_sample_weight` of ones the dropped rows stay the
+    kept anchors' negatives (against the batch itself; `make_pairs`).
 
     Where this departs from Keras's `Loss` contract, and why: a metric loss
     is not a mean of per-sample values (each formula reduces over its own
@@ -133,10 +153,10 @@ class MetricLoss(keras.losses.Loss):
         super().__init__(name=name, **kwargs)
 
     def __call__(self, y_true, y_pred, sample_weight=None, ref_embeddings=None,
-                 ref_labels=None, ref_weight=None) -> tf.Tensor:
+                 ref_labels=None, ref_weight=None, negative_sample_weight=None) -> tf.Tensor:
         with tf.name_scope(self.name or type(self).__name__):
-            return self.compute(make_pairs(y_true, y_pred, sample_weight,
-                                           ref_embeddings, ref_labels, ref_weight))
+            return self.compute(make_pairs(y_true, y_pred, sample_weight, ref_embeddings,
+                                           ref_labels, ref_weight, negative_sample_weight))
 
     def call(self, y_true, y_pred) -> tf.Tensor:
         return self.compute(make_pairs(y_true, y_pred))

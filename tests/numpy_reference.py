@@ -113,16 +113,20 @@ def rank_mixture(batches, bins=8, tail_cuts=(4, 5, 6)):
     return estimate, posterior, 1.0 - clean_mean_rank
 
 
-def _pairs(labels, embeddings, ref_embeddings=None, ref_labels=None):
-    """Yields (i, j, same_label, anchor, reference) over all valid pairs."""
+def _pairs(labels, embeddings, ref_embeddings=None, ref_labels=None, kept=None):
+    """Yields (i, j, same_label, anchor, reference) over all valid pairs;
+    with `kept` (against the batch itself), only the kept anchors and
+    positives, and every negative."""
     self_reference = ref_embeddings is None
     if self_reference:
         ref_embeddings, ref_labels = embeddings, labels
     for i in range(len(labels)):
         for j in range(len(ref_labels)):
-            if self_reference and i == j:
+            same = labels[i] == ref_labels[j]
+            if (self_reference and i == j) or (kept is not None and not (
+                    kept[i] and (kept[j] or not same))):
                 continue
-            yield i, j, labels[i] == ref_labels[j], embeddings[i], ref_embeddings[j]
+            yield i, j, same, embeddings[i], ref_embeddings[j]
 
 
 def _l2(a, b):
@@ -142,15 +146,15 @@ def distance(a, b, metric):
 
 
 def memory_contrastive(labels, embeddings, ref_embeddings=None, ref_labels=None,
-                       margin=0.5):
+                       margin=0.5, kept=None):
     total = 0.0
-    for _, _, same, a, b in _pairs(labels, embeddings, ref_embeddings, ref_labels):
+    for _, _, same, a, b in _pairs(labels, embeddings, ref_embeddings, ref_labels, kept):
         s = _cos(a, b)
         if same and s < 1 - 1e-5:
             total += 1 - s
         elif not same and s > margin:
             total += s
-    return total / len(labels)
+    return total / (len(labels) if kept is None else np.sum(kept))
 
 
 def contrastive(labels, embeddings, margin=1.0):
@@ -166,12 +170,14 @@ def _distance_rows(labels, embeddings, metric):
     return n, d
 
 
-def triplet_semihard(labels, embeddings, margin=1.0, metric="L2"):
+def triplet_semihard(labels, embeddings, margin=1.0, metric="L2", kept=None):
+    """With `kept`: the kept anchors and positives, every negative."""
     n, d = _distance_rows(labels, embeddings, metric)
+    kept = np.ones(n, bool) if kept is None else kept
     losses = []
-    for a in range(n):
+    for a in np.flatnonzero(kept):
         negatives = [d[a, k] for k in range(n) if labels[k] != labels[a]]
-        for p in range(n):
+        for p in np.flatnonzero(kept):
             if p == a or labels[p] != labels[a]:
                 continue
             farther = [x for x in negatives if x > d[a, p]]

@@ -49,6 +49,33 @@ def test_zero_one_weights_equal_the_loss_of_the_kept_rows(name):
     assert float(masked) == pytest.approx(float(gathered), rel=1e-5, abs=1e-6)
 
 
+# The losses PRISM's benchmarks train with; `kept`: the NumPy formula's
+# dropped_as_negatives (kept anchors and positives, every negative).
+KEPT_CASES = {
+    "mcl": (losses.MemoryContrastiveLoss(margin=0.1),
+            lambda y, x, kept=None: ref.memory_contrastive(y, x, margin=0.1, kept=kept)),
+    "semihard_l2": (losses.TripletSemiHardLoss(),
+                    lambda y, x, kept=None: ref.triplet_semihard(y, x, kept=kept)),
+    "semihard_angular": (losses.TripletSemiHardLoss(margin=0.3, distance="angular"),
+                         lambda y, x, kept=None: ref.triplet_semihard(y, x, 0.3, "angular",
+                                                                      kept=kept)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KEPT_CASES))
+def test_dropped_rows_kept_as_negatives_match_numpy(name):
+    loss, formula = KEPT_CASES[name]
+    x = _embeddings(5)
+    keep = np.array([1, 1, 0, 1, 1, 1, 1, 0, 0, 1], bool)
+    value = float(loss(LABELS, x, sample_weight=keep.astype("float32"),
+                       negative_sample_weight=np.ones(len(LABELS), "float32")))
+    assert value == pytest.approx(formula(LABELS, x, kept=keep), rel=1e-4, abs=1e-5)
+    # Not the loss of the kept rows alone: the dropped rows are negatives here.
+    assert value != pytest.approx(formula(LABELS[keep], x[keep]), rel=1e-3)
+    with pytest.raises(ValueError, match="a reference set's rows take ref_weight"):
+        loss(LABELS, x, ref_embeddings=x, ref_labels=LABELS, negative_sample_weight=keep)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_gradients_are_finite_with_duplicate_embeddings(name):
     loss, _ = CASES[name]

@@ -51,11 +51,13 @@ def _bank_state(model):
                                         bank.class_sums, bank.class_counts)]
 
 
-@pytest.mark.parametrize("normalize", [True, False])
-def test_one_step_follows_prism_order_exactly(normalize):
+@pytest.mark.parametrize("normalize, dropped_as_negatives", [(True, True), (False, False)])
+def test_one_step_follows_prism_order_exactly(normalize, dropped_as_negatives):
     rng = np.random.default_rng(0)
-    # Random memory rows (the guards would keep every sample): the authors' step.
-    model = _model(memory_size=24, normalize_memory_loss=normalize)
+    # Random memory rows (the guards would keep every sample): the authors'
+    # step (without dropped_as_negatives).
+    model = _model(memory_size=24, normalize_memory_loss=normalize,
+                   dropped_as_negatives=dropped_as_negatives)
     model.compile(optimizer=keras.optimizers.SGD(0.0))  # weights stay, loss is checkable
     memory = rng.normal(size=(20, DIM)).astype("float32")
     memory /= np.linalg.norm(memory, axis=1, keepdims=True)
@@ -68,7 +70,8 @@ def test_one_step_follows_prism_order_exactly(normalize):
     labels = rng.integers(0, CLASSES, 16)
     z = model.predict(x, verbose=0)
     keep, threshold = ref.SmoothTopR(0.5, 4).select(ref.clean_probability(z, labels, buffer))
-    batch_loss = ref.memory_contrastive(labels[keep], z[keep])
+    batch_loss = (ref.memory_contrastive(labels, z, kept=keep) if dropped_as_negatives
+                  else ref.memory_contrastive(labels[keep], z[keep]))
     valid = buffer.labels >= 0
     memory_loss = ref.memory_contrastive(
         labels[keep], z[keep], buffer.embeddings[valid], buffer.labels[valid]) * keep.sum() / 16
