@@ -426,6 +426,17 @@ def test_every_loss_name_builds_its_loss(name):
     assert (model.proxy_optimizer is not None) == (name in PROXY_LOSSES)
 
 
+@pytest.mark.parametrize("dropped_as_negatives", [True, False])
+def test_the_config_says_whether_dropped_samples_stay_negatives(dropped_as_negatives):
+    config = _small_config()
+    config.loss.dropped_as_negatives = dropped_as_negatives
+    model = factories.build_model(config, 10, 3, runs.encoder_start(config))
+    assert model.dropped_as_negatives is dropped_as_negatives
+    # The paper recipes keep the authors' step: a dropped sample leaves the batch loss.
+    from configs import cars196
+    assert cars196.get_config().loss.dropped_as_negatives is False
+
+
 def test_a_proxysim_run_checkpoints_its_proxies_and_their_optimizer(tmp_path):
     config = _small_config()
     config.loss.name, config.selector.scoring = "soft_triple", "proxies"
