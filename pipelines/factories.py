@@ -13,7 +13,7 @@ from prism_tf.cluster import multi_worker_strategy
 from prism_tf.data import ImageSplit
 from prism_tf.data.pipeline import Preprocessing, eval_dataset
 from prism_tf.encoders import build_encoder, copy_encoder_weights
-from prism_tf.evaluation import embed_dataset, retrieval_metrics
+from prism_tf.evaluation import as_graph, embed_dataset, retrieval_metrics
 
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -35,7 +35,7 @@ def retrieval_on(split: ImageSplit, config: ml_collections.ConfigDict,
     """Leave-one-out retrieval metrics of `embed` on `split`, preprocessed
     for evaluation as the config says."""
     data = eval_dataset(split, config.eval.batch_size, preprocessing(config))
-    embeddings, labels = embed_dataset(embed, data)
+    embeddings, labels = embed_dataset(as_graph(embed, data.element_spec[0]), data)
     return retrieval_metrics(embeddings, labels, config.eval.recall_at, chunk_size, backend)
 
 

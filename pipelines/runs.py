@@ -22,7 +22,7 @@ from prism_tf.data.pipeline import (CorruptImageLog, Preprocessing, drop_undecod
                                     sample_dataset)
 from prism_tf.data.registry import load_source
 from prism_tf.data.verdicts import apply_verdicts, read_verdicts
-from prism_tf.evaluation import embed_dataset
+from prism_tf.evaluation import as_graph, embed_dataset
 from prism_tf.export import exported_encoder_variables
 from prism_tf.files import write_atomically
 from prism_tf.replicas import embed_on_replicas
@@ -371,11 +371,14 @@ class Run:
         to embeddings, by `saved_model` (one device) or by the latest
         checkpoint under `evaluation_strategy`."""
         if saved_model:
-            signature = tf.saved_model.load(saved_model).signatures["serving_default"]
+            # The function holds the loaded object, whose variables go with it
+            # (TF 2.15 refuses to trace a signature whose variables are gone).
+            loaded = tf.saved_model.load(saved_model)
             # The run's channels, as `restore` gives them: a gallery of other
             # files (prism-tf-index) is read as the model was trained.
             return (preprocessing(self.config, channels=self.data_report["image_shape"][2]),
-                    lambda images: signature(images=images)["embeddings"])
+                    lambda images: loaded.signatures["serving_default"](
+                        images=images)["embeddings"])
         strategy = distribution_strategy(self.evaluation_strategy)
         with strategy.scope():
             run_preprocessing, model = self.restore()
@@ -396,5 +399,5 @@ class Run:
         batches = (samples.filter(lambda s: s["ok"])
                    .map(lambda s: (run_preprocessing.eval_view(s["image"]), s["index"]))
                    .batch(self.config.eval.batch_size))
-        embeddings, index = embed_dataset(embed, batches)
+        embeddings, index = embed_dataset(as_graph(embed, batches.element_spec[0]), batches)
         return run_preprocessing, index, embeddings

@@ -6,7 +6,7 @@ from typing import Dict, Optional, Sequence
 import keras
 import tensorflow as tf
 
-from prism_tf.evaluation import embed_dataset, retrieval_metrics
+from prism_tf.evaluation import as_graph, embed_dataset, retrieval_metrics
 
 
 class CheckpointAtEpochEnd(keras.callbacks.Callback):
@@ -53,10 +53,17 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         super().__init__()
         self.dataset, self.recall_at = dataset, tuple(recall_at)
         self.last: Dict[str, float] = {}
+        self._embed = None   # traced at the first evaluation of the model set
+
+    def set_model(self, model: keras.Model) -> None:
+        super().set_model(model)
+        self._embed = None
 
     def evaluate(self) -> Dict[str, float]:
-        embeddings, labels = embed_dataset(
-            lambda images: self.model(images, training=False), self.dataset)
+        if self._embed is None:
+            self._embed = as_graph(lambda images: self.model(images, training=False),
+                                   self.dataset.element_spec[0])
+        embeddings, labels = embed_dataset(self._embed, self.dataset)
         self.last = retrieval_metrics(embeddings, labels, self.recall_at)
         return self.last
 

@@ -112,6 +112,26 @@ def retrieval_metrics(embeddings, labels, recall_at: Sequence[int] = (1, 2, 4, 8
     return {name: float(value) for name, value in metrics.items()}
 
 
+def as_graph(embed: Callable[[tf.Tensor], tf.Tensor],
+             images: tf.TensorSpec) -> Callable[[tf.Tensor], tf.Tensor]:
+    """`embed` traced once into a graph for batches like `images` (the
+    spec of a dataset's image batches), of any batch size.
+
+    A Keras model called eagerly dispatches each layer's ops one by one, at
+    every evaluation: embedding an evaluation set with the small CNN took
+    1.4 to 3 times as long that way (docs/BENCHMARKS.md, "Embedding an
+    evaluation set"). Keep the returned function to reuse its trace.
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    >>> embed = as_graph(lambda x: model(x, training=False), tf.TensorSpec([8, 3]))
+    >>> [tuple(embed(tf.ones([n, 3])).shape) for n in (8, 5)]
+    [(8, 2), (5, 2)]
+    """
+    batch = tf.TensorSpec([None, *images.shape[1:]], images.dtype)
+    return tf.function(embed, input_signature=[batch])
+
+
 def embed_dataset(embed: Callable[[tf.Tensor], tf.Tensor],
                   dataset: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray]:
     """(embeddings, labels) of a dataset of (images, labels) batches."""

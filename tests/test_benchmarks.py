@@ -192,3 +192,10 @@ def test_the_review_page_benchmark_times_the_finder_and_opens_the_page(tmp_path)
     opened = open_times(tmp_path / "scratch" / "30-0" / "noisy_labels.html", 2)
     assert opened["ms"] > 0 and opened["errors"] == []
     assert opened["position"] == "page 1 of 1 (30 of 30 suspects)"
+
+
+def test_the_embedding_table_times_eager_and_graph_calls_of_the_same_model():
+    from pipelines.benchmarks.evaluation import embed_times
+    times = embed_times(images=20, batch_size=8, image_size=16)
+    assert list(times) == ["eager", "as_graph, first pass (traces)", "as_graph"]
+    assert all(seconds > 0 for seconds in times.values())
