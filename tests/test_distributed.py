@@ -302,7 +302,7 @@ def test_a_worker_that_never_starts_is_named_after_the_connect_timeout(tmp_path)
 def test_a_worker_stopped_mid_run_is_one_line_and_the_restarted_pair_resumes(tmp_path):
     workdir, scratch = tmp_path / "run", tmp_path / "scratch"
     scratch.mkdir()
-    chief, worker = processes = _start_workers(workdir, scratch, 60)
+    chief, worker = processes = _start_workers(workdir, scratch, 20)
     while not (workdir / "checkpoints" / "ckpt-10.index").exists():
         assert chief.poll() is None and worker.poll() is None, _results(processes)
         time.sleep(0.05)
@@ -318,11 +318,11 @@ def test_a_worker_stopped_mid_run_is_one_line_and_the_restarted_pair_resumes(tmp
     # What the stopped worker left in its temporary folder (TF 2.15: autograph
     # files) stays; the restarted pair removes all of its own.
     left_by_the_stop = set(scratch.iterdir())
-    for returncode, stderr in _run_workers(workdir, scratch, steps=60):
+    for returncode, stderr in _run_workers(workdir, scratch, steps=20):
         assert returncode == 0, stderr[-3000:]
         assert "Resuming from" in stderr
     assert set(scratch.iterdir()) <= left_by_the_stop   # the other worker's scratch is gone
     # Each worker trained on its half of every global batch, before and after
     # the restart: as one device on the same batches, uninterrupted.
-    _assert_as_on_one_device(json.loads((workdir / "metrics.json").read_text()), 60,
+    _assert_as_on_one_device(json.loads((workdir / "metrics.json").read_text()), 20,
                              tmp_path / "one")

@@ -206,25 +206,43 @@ def test_the_command_writes_beside_the_run_and_refuses_a_folder_that_is_no_run(
     assert "not a training workdir" in result.stderr
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--temperature=0"], "error: --temperature=0.0: expected a finite number > 0 (it divides "
-                          "the class-centre logits)"),
-    (["--temperature=nan"], "error: --temperature=nan: expected a finite number > 0 (it "
-                            "divides the class-centre logits)"),
-    (["--grid=-3"], "error: --grid=-3: expected 0 (no picture) or more suspects"),
-    (["--html=-1"], "error: --html=-1: expected 0 (no review page) or more suspects"),
-    (["--examples=-1"], "error: --examples=-1: expected 0 or more images per class"),
-    (["--chunk_size=0"], "error: --chunk_size=0: expected a positive number of samples"),
-    (["--suggest_drop=1"], "error: --suggest_drop=1.0: expected a share in [0, 1) of the "
-                           "scored samples"),
-])
-def test_finder_flags_that_cannot_work_are_one_line(trained_run, tmp_path, flags, message):
+# Each flag the finder refuses: (find_noisy_labels' argument, the one line it says).
+BAD_FINDER_FLAGS = {
+    "--temperature=0": ({"temperature": 0.0}, "--temperature=0.0: expected a finite number "
+                        "> 0 (it divides the class-centre logits)"),
+    "--temperature=nan": ({"temperature": float("nan")}, "--temperature=nan: expected a "
+                          "finite number > 0 (it divides the class-centre logits)"),
+    "--grid=-3": ({"grid": -3}, "--grid=-3: expected 0 (no picture) or more suspects"),
+    "--html=-1": ({"html": -1}, "--html=-1: expected 0 (no review page) or more suspects"),
+    "--examples=-1": ({"examples": -1}, "--examples=-1: expected 0 or more images per class"),
+    "--chunk_size=0": ({"chunk_size": 0},
+                       "--chunk_size=0: expected a positive number of samples"),
+    "--suggest_drop=1": ({"suggest_drop": 1.0}, "--suggest_drop=1.0: expected a share in "
+                         "[0, 1) of the scored samples"),
+}
+
+
+@pytest.mark.parametrize("flag", BAD_FINDER_FLAGS)
+def test_finder_flags_that_cannot_work_are_refused_before_any_output(trained_run, tmp_path,
+                                                                     flag):
+    argument, message = BAD_FINDER_FLAGS[flag]
+    with pytest.raises(ValueError) as refused:
+        find_noisy_labels(str(trained_run), output=str(tmp_path / "out"), **argument)
+    assert str(refused.value) == message
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flag", ["--temperature=nan", "--grid=-3"])
+def test_finder_flags_that_cannot_work_are_one_line_from_the_command(trained_run, tmp_path,
+                                                                     flag):
+    # Two of them through the command, as a user runs it: the same line (cli.one_line_errors).
     result = subprocess.run(
         [sys.executable, "-m", "pipelines.find_noisy_labels", f"--workdir={trained_run}",
-         f"--output={tmp_path / 'out'}", *flags], cwd=ROOT,
+         f"--output={tmp_path / 'out'}", flag], cwd=ROOT,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True,
         timeout=600)
-    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == message
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"error: {BAD_FINDER_FLAGS[flag][1]}"
     assert not (tmp_path / "out").exists()
 
 
